@@ -1,0 +1,55 @@
+"""The ``hairseg-edge`` command line: thin commands over the library API.
+
+Each command lives in its own module and registers itself on :data:`app`. Command modules import
+only the device side at import time; heavy work (TensorFlow for train/export) is imported inside the
+command, so ``hairseg-edge --help`` is fast and works on a core-only install.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import typer
+
+app = typer.Typer(
+    name="hairseg-edge",
+    help="Train, compress, verify and run hair-segmentation models on edge devices.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+# Order = order in --help.
+COMMAND_MODULES = ("run", "bench", "eval", "info", "train", "export", "package")
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        from hairseg_edge import __version__
+
+        typer.echo(f"hairseg-edge {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version_callback, is_eager=True, help="Show the version and exit."
+    ),
+) -> None:
+    """Hair segmentation on a Raspberry Pi, a phone or a laptop: train, export to int8, prove, run."""
+
+
+for _name in COMMAND_MODULES:
+    try:  # TEMPORARY while commands are being written in parallel; removed before release.
+        _module = importlib.import_module(f"{__name__}.{_name}")
+    except ModuleNotFoundError as _exc:
+        if _exc.name != f"{__name__}.{_name}":
+            raise
+        continue
+    _module.register(app)
+
+
+def main() -> None:
+    app()

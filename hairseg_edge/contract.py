@@ -1,0 +1,184 @@
+"""The preprocessing contract: the one place that says what a hairseg model eats and returns.
+
+Training, calibration, evaluation, benchmarking and the device runtime all call this module, so the
+pixels a model sees in training are the pixels it sees on a phone (no train/serve skew).
+
+The contract (version 1):
+
+* **Colour order**: RGB, uint8, values 0..255. Images read by OpenCV (BGR) are converted on read.
+* **Geometry**: *letterbox*. The image is scaled so its longer side equals the model's input size,
+  keeping the aspect ratio, and centred on a square canvas of ``PAD_VALUE`` (black). The square
+  photos of CelebAMask-HQ are simply resized; tall or wide photos are not distorted.
+* **Resampling**: area averaging when shrinking (no aliasing on 1080p frames), bilinear when growing;
+  masks use nearest-neighbour so labels stay binary.
+* **Model input**: float32 or uint8 tensor ``[1, S, S, 3]`` holding the raw RGB values 0..255.
+  Normalisation lives *inside* the model (a Rescaling layer), so an int8 model with uint8 input takes
+  a camera frame with no arithmetic.
+* **Model output**: ``[1, S, S, 1]`` hair probability in [0, 1] (sigmoid already applied).
+* **Back to the image**: the padding is cropped away and the probability map resized bilinearly to
+  the original image size; ``mask = probability > THRESHOLD``.
+
+This module is numpy + OpenCV only: it must import on a device with no TensorFlow.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import cv2
+import numpy as np
+
+CONTRACT_VERSION = 1
+#: Side of the square model input used when a caller does not say otherwise.
+DEFAULT_INPUT_SIZE = 160
+#: A pixel is hair when its probability is strictly above this value.
+THRESHOLD = 0.5
+#: Value of the letterbox border, per channel (black).
+PAD_VALUE = 0
+#: Name under which the contract is stored in a .tflite file's metadata.
+METADATA_NAME = "hairseg_contract"
+
+
+@dataclass(frozen=True)
+class Contract:
+    """What a hairseg model promises; stored as JSON in every exported .tflite."""
+
+    input_size: int = DEFAULT_INPUT_SIZE
+    threshold: float = THRESHOLD
+    version: int = CONTRACT_VERSION
+    color_order: str = "RGB"
+    input_range: tuple[int, int] = (0, 255)
+    resize: str = "letterbox"
+    pad_value: int = PAD_VALUE
+    output: str = "hair_probability"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.input_size, int) or self.input_size < 16:
+            raise ValueError(f"input_size must be an integer >= 16, got {self.input_size!r}")
+        if not 0.0 < self.threshold < 1.0:
+            raise ValueError(f"threshold must be in (0, 1), got {self.threshold!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["input_range"] = list(self.input_range)
+        return d
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Contract:
+        known = {f.name for f in dataclasses.fields(cls)}
+        kwargs = {k: v for k, v in d.items() if k in known}
+        if "input_range" in kwargs:
+            kwargs["input_range"] = tuple(kwargs["input_range"])
+        return cls(**kwargs)
+
+    def check_compatible(self) -> None:
+        """Raise ValueError when a model was made for a contract this runtime does not speak."""
+        current = Contract(input_size=self.input_size)
+        if self.version != CONTRACT_VERSION:
+            raise ValueError(
+                f"model uses preprocessing contract v{self.version}, this hairseg-edge speaks "
+                f"v{CONTRACT_VERSION}"
+            )
+        for field in ("color_order", "input_range", "resize", "pad_value", "output"):
+            if getattr(self, field) != getattr(current, field):
+                raise ValueError(
+                    f"model contract has {field}={getattr(self, field)!r}, "
+                    f"expected {getattr(current, field)!r}"
+                )
+
+
+@dataclass(frozen=True)
+class Letterbox:
+    """Where an image of ``src_h x src_w`` sits inside the ``size x size`` model input."""
+
+    src_h: int
+    src_w: int
+    size: int
+    top: int
+    left: int
+    new_h: int
+    new_w: int
+
+
+def letterbox_geometry(src_h: int, src_w: int, size: int) -> Letterbox:
+    if src_h < 1 or src_w < 1:
+        raise ValueError(f"image has no pixels ({src_w}x{src_h})")
+    scale = size / max(src_h, src_w)
+    new_h = max(1, min(size, round(src_h * scale)))
+    new_w = max(1, min(size, round(src_w * scale)))
+    top = (size - new_h) // 2
+    left = (size - new_w) // 2
+    return Letterbox(src_h, src_w, size, top, left, new_h, new_w)
+
+
+def _interpolation(src: tuple[int, int], dst: tuple[int, int]) -> int:
+    shrinking = dst[0] < src[0] or dst[1] < src[1]
+    return cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR
+
+
+def letterbox_image(rgb: np.ndarray, size: int) -> tuple[np.ndarray, Letterbox]:
+    """An RGB uint8 image (any size) -> the ``size x size x 3`` uint8 model input and its geometry."""
+    rgb = as_rgb_uint8(rgb)
+    box = letterbox_geometry(rgb.shape[0], rgb.shape[1], size)
+    canvas = np.full((size, size, 3), PAD_VALUE, dtype=np.uint8)
+    if (box.new_h, box.new_w) == rgb.shape[:2]:
+        resized = rgb
+    else:
+        interp = _interpolation(rgb.shape[:2], (box.new_h, box.new_w))
+        resized = cv2.resize(rgb, (box.new_w, box.new_h), interpolation=interp)
+    canvas[box.top : box.top + box.new_h, box.left : box.left + box.new_w] = resized
+    return canvas, box
+
+
+def letterbox_mask(mask: np.ndarray, size: int) -> np.ndarray:
+    """A label mask (nonzero = hair) -> the ``size x size`` float32 {0, 1} training target."""
+    if mask.ndim == 3:
+        mask = mask[..., 0]
+    box = letterbox_geometry(mask.shape[0], mask.shape[1], size)
+    binary = (mask > 0).astype(np.uint8)
+    canvas = np.zeros((size, size), dtype=np.uint8)
+    resized = cv2.resize(binary, (box.new_w, box.new_h), interpolation=cv2.INTER_NEAREST)
+    canvas[box.top : box.top + box.new_h, box.left : box.left + box.new_w] = resized
+    return canvas.astype(np.float32)
+
+
+def unletterbox(prob: np.ndarray, box: Letterbox) -> np.ndarray:
+    """The model's ``size x size`` probability map -> float32 probabilities at the image's size."""
+    prob = np.asarray(prob, dtype=np.float32)
+    while prob.ndim > 2:
+        prob = prob[0] if prob.shape[0] == 1 else prob[..., 0]
+    crop = prob[box.top : box.top + box.new_h, box.left : box.left + box.new_w]
+    if crop.shape != (box.src_h, box.src_w):
+        crop = cv2.resize(crop, (box.src_w, box.src_h), interpolation=cv2.INTER_LINEAR)
+    return np.clip(crop, 0.0, 1.0)
+
+
+def binarize(prob: np.ndarray, threshold: float = THRESHOLD) -> np.ndarray:
+    """Hair probability -> boolean mask (hair where probability > threshold)."""
+    return np.asarray(prob) > threshold
+
+
+def as_rgb_uint8(image: np.ndarray) -> np.ndarray:
+    """Coerce an already-decoded RGB(A)/gray array of any integer depth to contiguous HxWx3 uint8."""
+    img = np.asarray(image)
+    if img.ndim == 2:
+        img = np.repeat(img[..., None], 3, axis=2)
+    if img.ndim != 3 or img.shape[2] not in (1, 3, 4):
+        raise ValueError(f"expected an HxW, HxWx3 or HxWx4 image, got shape {img.shape}")
+    if img.shape[2] == 1:
+        img = np.repeat(img, 3, axis=2)
+    elif img.shape[2] == 4:
+        img = img[..., :3]
+    if img.dtype == np.uint16:
+        img = (img >> 8).astype(np.uint8)
+    elif img.dtype != np.uint8:
+        if np.issubdtype(img.dtype, np.floating) and img.size and float(np.nanmax(img)) <= 1.0:
+            img = img * 255.0
+        img = np.clip(np.nan_to_num(img), 0, 255).astype(np.uint8)
+    return np.ascontiguousarray(img)
