@@ -44,14 +44,43 @@ def _read_bytes(path: Path) -> np.ndarray:
     return data
 
 
+def _jpeg_truncated(data: bytes) -> bool:
+    """True when a JPEG's image data stops before its end-of-image marker (FFD9).
+
+    Data after the marker is allowed: phones append trailers (Motion Photo videos, maker data), so
+    the marker is often not at the end of the file. The header segments are walked by their lengths
+    (an EXIF thumbnail inside them has its own FFD9) up to the first start-of-scan; the compressed
+    data after it never contains FFD9 (0xFF is byte-stuffed there), so the first FFD9 after that
+    point is the image's end, and a cut file has none. A malformed header is left to the decoder.
+    """
+    pos, n = 2, len(data)
+    while True:
+        if pos + 4 > n:
+            return True  # the file ends inside the header
+        if data[pos] != 0xFF:
+            return False  # not a marker: corrupt, the decoder reports it
+        marker = data[pos + 1]
+        if marker == 0xFF:  # fill byte before a marker
+            pos += 1
+            continue
+        if marker == 0x01 or 0xD0 <= marker <= 0xD8:  # markers without a length
+            pos += 2
+            continue
+        if marker == 0xD9:
+            return False  # end of image before any scan: not a cut file, let the decoder judge it
+        length = int.from_bytes(data[pos + 2 : pos + 4], "big")
+        if marker == 0xDA:  # start of scan
+            return data.find(b"\xff\xd9", pos + 2 + length) < 0
+        pos += 2 + length
+
+
 def _looks_truncated(data: np.ndarray) -> bool:
-    """JPEGs end with the EOI marker FFD9 and PNGs with an IEND chunk; a cut file lacks them."""
+    """JPEGs end their image with the EOI marker FFD9 and PNGs with an IEND chunk; a cut file lacks them."""
     head = data[:8].tobytes()
-    tail = data[-32:].tobytes()
     if head.startswith(b"\xff\xd8"):
-        return b"\xff\xd9" not in tail
+        return _jpeg_truncated(data.tobytes())
     if head.startswith(b"\x89PNG"):
-        return b"IEND" not in tail
+        return data.tobytes().rfind(b"IEND") < 0
     return False
 
 
@@ -80,14 +109,22 @@ def read_mask(path: str | os.PathLike[str]) -> np.ndarray:
     data = _read_bytes(path)
     if _looks_truncated(data):
         raise InputError("truncated mask file (data ends early)", path)
-    # IMREAD_UNCHANGED keeps palette indices / 16-bit values, so "nonzero = hair" holds exactly;
-    # orientation is not applied to masks (they are PNG label maps without EXIF).
+    # IMREAD_UNCHANGED keeps 16-bit values, so "nonzero = hair" holds exactly. OpenCV expands a
+    # palette PNG to its colours (it cannot return the indices), so a palette mask works when its
+    # background entry is black, as in PASCAL-VOC-style masks. Orientation is not applied to masks
+    # (they are PNG label maps without EXIF).
     raw = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
     if raw is None:
         raise InputError("not a readable mask image", path)
     if raw.ndim == 3:
         raw = raw[..., :3].max(axis=2) if raw.shape[2] >= 3 else raw[..., 0]
     return (raw > 0).astype(np.uint8)
+
+
+def _current_umask() -> int:
+    mask = os.umask(0o022)  # reading the umask means setting it; put it straight back
+    os.umask(mask)
+    return mask
 
 
 @contextlib.contextmanager
@@ -109,6 +146,10 @@ def atomic_path(final: str | os.PathLike[str], *, force: bool = False) -> Iterat
         raise InputError(f"cannot write here ({exc.strerror or exc})", folder) from None
     os.close(fd)
     tmp = Path(tmp_name)
+    # mkstemp creates the file readable by its owner only (0600); give outputs the permissions any
+    # other new file would get (0666 minus the umask), so a shared folder or web server can read them.
+    with contextlib.suppress(OSError):
+        os.chmod(tmp, 0o666 & ~_current_umask())
     try:
         yield tmp
         os.replace(tmp, final)
