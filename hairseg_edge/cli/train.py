@@ -1,0 +1,141 @@
+"""``hairseg-edge train``: fit a hair-segmentation model (needs the [train] extra)."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from hairseg_edge.errors import InputError, MissingExtraError
+
+from ._common import console, reports_errors
+
+
+def require_train_extra(what: str) -> None:
+    """Fail with one line when TensorFlow / tf-keras are missing (a core-only install)."""
+    for module in ("tensorflow", "tf_keras"):
+        if importlib.util.find_spec(module) is None:
+            raise MissingExtraError("train", what)
+
+
+def _parse_weights(text: Optional[str]) -> Optional[tuple[int, ...]]:
+    if not text:
+        return None
+    try:
+        weights = tuple(int(t) for t in text.split(","))
+    except ValueError:
+        raise InputError(f"--data-weights must be integers separated by commas, got {text!r}") from None
+    if any(w < 1 for w in weights):
+        raise InputError("--data-weights must all be >= 1")
+    return weights
+
+
+@reports_errors
+def train(
+    data: Annotated[Optional[list[Path]], typer.Option(
+        "--data", help="Data set folder (folder format or CelebAMask-HQ layout); repeat for a union.")] = None,
+    arch: Annotated[str, typer.Option(help="Architecture from the registry (see --list-archs).")] = "mobile_unet",
+    img_size: Annotated[int, typer.Option("--img-size", help="Square model input side, a multiple of 32.")] = 160,
+    width: Annotated[Optional[float], typer.Option(help="Width multiplier (default: the architecture's).")] = None,
+    epochs: Annotated[int, typer.Option(help="Total epochs to reach (also with --resume).")] = 30,
+    batch: Annotated[int, typer.Option(help="Batch size per replica.")] = 16,
+    limit: Annotated[Optional[int], typer.Option(help="Read at most N images from each --data folder.")] = None,
+    out: Annotated[Path, typer.Option(help="Run folder: model.keras, checkpoints, history, curve.")] = Path(
+        "runs/hairseg"),
+    resume: Annotated[bool, typer.Option(help="Continue the run in --out from its last checkpoint.")] = False,
+    lr: Annotated[float, typer.Option(help="Peak learning rate (AdamW, cosine decay).")] = 3e-3,
+    patience: Annotated[int, typer.Option(help="Early stopping: epochs without a better val IoU.")] = 8,
+    seed: Annotated[int, typer.Option(help="Random seed (shuffling, augmentation, initial weights).")] = 1234,
+    data_weights: Annotated[Optional[str], typer.Option(
+        "--data-weights", help="Oversampling per --data folder, e.g. 1,3,1.")] = None,
+    strategy: Annotated[str, typer.Option(
+        help="auto (TF_CONFIG -> multiworker, >1 GPU -> mirrored) | default | mirrored | multiworker.")] = "auto",
+    mixed_precision: Annotated[str, typer.Option(
+        "--mixed-precision", help="auto (on with a GPU) | on | off.")] = "auto",
+    steps_per_epoch: Annotated[Optional[int], typer.Option(
+        "--steps-per-epoch", help="Cap the steps per epoch (quick trials).")] = None,
+    list_archs: Annotated[bool, typer.Option(
+        "--list-archs", help="List architectures with parameters and MACs at --img-size, then exit.")] = False,
+) -> None:
+    """Train a hair-segmentation model; writes OUT/model.keras, history.csv/json and training_curve.png."""
+    require_train_extra("hairseg-edge train")
+    if list_archs:
+        _print_archs(img_size)
+        return
+    if not data:
+        raise InputError("give at least one --data folder (or --list-archs)")
+    from hairseg_edge.training.train import TrainOptions
+    from hairseg_edge.training.train import train as run_training
+
+    options = TrainOptions(
+        data=tuple(str(d) for d in data), out=str(out), arch=arch, img_size=img_size, width=width,
+        epochs=epochs, batch=batch, limit=limit, lr=lr, patience=patience, seed=seed,
+        data_weights=_parse_weights(data_weights), strategy=strategy, mixed_precision=mixed_precision,
+        steps_per_epoch=steps_per_epoch)
+    with _TrainProgress() as progress:
+        result = run_training(options, resume=resume, progress=progress)
+    console.print(
+        f"[bold]done[/]: {result.epochs_run} epochs, best val IoU {result.best_val_iou:.4f} at epoch "
+        f"{result.best_epoch}, {result.images_per_second:.1f} images/s"
+        + (" (stopped early)" if result.stopped_early else ""))
+    console.print(f"model: {result.model_path}")
+    console.print(f"next: hairseg-edge export {result.model_path} --int8 --data {data[0]}")
+
+
+def _print_archs(img_size: int) -> None:
+    from rich.table import Table
+
+    from hairseg_edge.training.archs import describe_archs
+
+    table = Table(title=f"architectures at {img_size}x{img_size}")
+    for col in ("arch", "width", "params", "MACs", "what"):
+        table.add_column(col, justify="right" if col in ("width", "params", "MACs") else "left")
+    for row in describe_archs(img_size):
+        table.add_row(row["arch"], f"{row['width']:g}", f"{row['params']:,}", f"{row['macs'] / 1e6:,.1f} M",
+                      row["summary"])
+    console.print(table)
+
+
+class _TrainProgress:
+    """Rich progress: one bar for epochs, one for the steps of the current epoch, a line per epoch."""
+
+    def __enter__(self) -> _TrainProgress:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                 TextColumn("{task.fields[info]}"), TimeRemainingColumn(), console=console,
+                                 transient=False)
+        self.progress.__enter__()
+        self.epoch_task = None
+        self.step_task = None
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.progress.__exit__(*exc)
+
+    def __call__(self, event: str, info: dict[str, Any]) -> None:
+        p = self.progress
+        if event == "start":
+            p.console.print(
+                f"training on {info['train_images']} images/epoch, validating on {info['val_images']}, "
+                f"{info['params']:,} params, {info['macs'] / 1e6:.1f} M MACs, {info['replicas']} replica(s)")
+            self.epoch_task = p.add_task("epochs", total=info["epochs"], completed=info["initial_epoch"],
+                                         info="")
+            self.step_task = p.add_task("steps", total=info["steps"], info="")
+        elif event == "batch" and self.step_task is not None:
+            p.update(self.step_task, completed=info["step"], info=f"loss {info['loss']:.4f}")
+        elif event == "epoch" and self.epoch_task is not None:
+            per_set = "  ".join(f"{k[8:]} {v:.4f}" for k, v in info.items() if k.startswith("val_iou_"))
+            p.console.print(
+                f"epoch {info['epoch']}: loss {info['loss']:.4f}  val IoU {info['val_iou']:.4f} ({per_set})  "
+                f"{info['images_per_s']:.1f} img/s" + ("  [green]best[/]" if info["improved"] else ""))
+            p.update(self.epoch_task, completed=info["epoch"], info=f"best {info['best_val_iou']:.4f}")
+            p.reset(self.step_task)
+        elif event == "already_done":
+            p.console.print(f"run already complete at epoch {info['epoch']}; nothing to do")
+
+
+def register(app: typer.Typer) -> None:
+    app.command(name="train")(train)

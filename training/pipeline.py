@@ -1,0 +1,158 @@
+"""tf.data input pipeline: streaming decode, augmentation for photos in the wild, the contract's letterbox.
+
+Memory is bounded by the shuffle buffer (sample *indices*, not pixels), the parallel map and the
+prefetch depth; never by the data set's size. Decoding and augmentation run in numpy/OpenCV inside
+``tf.numpy_function`` so the exact same :mod:`hairseg_edge.contract` code that serves on the device
+prepares the training batches (no train/serve skew). OpenCV releases the GIL, so the parallel map
+scales with cores.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from hairseg_edge import contract
+from hairseg_edge.data import Sample, load_sample
+from hairseg_edge.errors import InputError
+
+from .keras_compat import tf
+
+
+@dataclass(frozen=True)
+class AugmentOptions:
+    """Random transforms applied to training samples (validation gets none)."""
+
+    scale: tuple[float, float] = (0.7, 1.35)  # zoom factor of the whole photo
+    max_rotation_deg: float = 15.0
+    max_translate: float = 0.12  # fraction of the image side
+    flip_prob: float = 0.5
+    zoom_crop_prob: float = 0.15  # "non-face crops": a close-up of part of the photo
+    color_jitter: float = 0.25  # brightness/contrast/saturation strength
+    hue_shift_deg: float = 10.0
+    gray_prob: float = 0.05
+    blur_prob: float = 0.15
+    noise_prob: float = 0.2
+    jpeg_prob: float = 0.2  # camera-like compression artefacts
+
+
+def augment(rgb: np.ndarray, mask: np.ndarray, rng: np.random.Generator,
+            opts: AugmentOptions = AugmentOptions()) -> tuple[np.ndarray, np.ndarray]:
+    """Geometric + photometric augmentation of one (RGB uint8, mask {0,1}) pair at its own size."""
+    h, w = mask.shape
+    # Geometry: one affine warp (scale, rotation, translation, flip) so pixels are resampled once.
+    scale = rng.uniform(*opts.scale)
+    if rng.random() < opts.zoom_crop_prob:
+        scale *= rng.uniform(1.4, 2.2)
+    angle = rng.uniform(-opts.max_rotation_deg, opts.max_rotation_deg)
+    tx = rng.uniform(-opts.max_translate, opts.max_translate) * w
+    ty = rng.uniform(-opts.max_translate, opts.max_translate) * h
+    m = cv2.getRotationMatrix2D((w / 2.0, h / 2.0), angle, scale)
+    m[:, 2] += (tx, ty)
+    if rng.random() < opts.flip_prob:
+        m[0] = -m[0]
+        m[0, 2] += w
+    # Border: black like the contract's letterbox padding, or replicated edges like a real scene.
+    border = cv2.BORDER_CONSTANT if rng.random() < 0.5 else cv2.BORDER_REFLECT_101
+    rgb = cv2.warpAffine(rgb, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=border,
+                         borderValue=(contract.PAD_VALUE,) * 3)
+    mask = cv2.warpAffine(mask, m, (w, h), flags=cv2.INTER_NEAREST, borderMode=border, borderValue=0)
+
+    img = rgb.astype(np.float32)
+    # Photometric: brightness, contrast, saturation, hue, grayscale.
+    j = opts.color_jitter
+    img = img * rng.uniform(1 - j, 1 + j) + rng.uniform(-j, j) * 64.0
+    mean = img.mean()
+    img = (img - mean) * rng.uniform(1 - j, 1 + j) + mean
+    img = np.clip(img, 0, 255).astype(np.uint8)
+    hsv = cv2.cvtColor(img, cv2.COLOR_RGB2HSV).astype(np.float32)
+    hsv[..., 0] = (hsv[..., 0] + rng.uniform(-opts.hue_shift_deg, opts.hue_shift_deg) / 2.0) % 180.0
+    hsv[..., 1] = np.clip(hsv[..., 1] * rng.uniform(1 - j, 1 + j), 0, 255)
+    img = cv2.cvtColor(hsv.astype(np.uint8), cv2.COLOR_HSV2RGB)
+    if rng.random() < opts.gray_prob:
+        img = np.repeat(cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)[..., None], 3, axis=2)
+    if rng.random() < opts.blur_prob:
+        k = int(rng.choice([3, 5]))
+        img = cv2.GaussianBlur(img, (k, k), 0)
+    if rng.random() < opts.noise_prob:
+        noise = rng.normal(0.0, rng.uniform(2.0, 8.0), img.shape)
+        img = np.clip(img.astype(np.float32) + noise, 0, 255).astype(np.uint8)
+    if rng.random() < opts.jpeg_prob:
+        ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(40, 90))])
+        if ok:
+            img = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
+    return np.ascontiguousarray(img), mask
+
+
+def prepare_pair(rgb: np.ndarray, mask: np.ndarray, input_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """The contract's letterbox, applied to an image and its mask: float32 model input and target."""
+    image, _ = contract.letterbox_image(rgb, input_size)
+    target = contract.letterbox_mask(mask, input_size)
+    return image.astype(np.float32), target[..., None]
+
+
+def make_dataset(samples: Sequence[Sample], input_size: int, batch_size: int, *, training: bool,
+                 seed: int = 0, augment_options: AugmentOptions | None = None,
+                 repeat_weights: Sequence[int] | None = None, drop_remainder: bool | None = None,
+                 shuffle_buffer: int = 4096, initial_epoch: int = 0) -> tf.data.Dataset:
+    """A batched, prefetched tf.data pipeline of ``(images [B,S,S,3] float32 0..255, masks [B,S,S,1])``.
+
+    ``samples`` are listed, not loaded: each is decoded when the pipeline reaches it. With
+    ``training=True`` the order is reshuffled every epoch and each sample is augmented with a
+    per-element random stream derived from ``seed``, the epoch and the element, so a run is
+    reproducible. A training stream repeats forever: pass ``steps_per_epoch`` to fit().
+    ``repeat_weights[i]`` repeats sample i that many times per epoch (oversampling).
+    """
+    if not samples:
+        raise InputError("no samples to train or validate on")
+    samples = list(samples)
+    index = np.arange(len(samples), dtype=np.int64)
+    if repeat_weights is not None:
+        index = np.repeat(index, np.asarray(repeat_weights, dtype=np.int64))
+    aug = augment_options or AugmentOptions()
+
+    def load(i: np.int64, epoch_seed: np.int64) -> tuple[np.ndarray, np.ndarray]:
+        sample = samples[int(i)]
+        rgb, mask = load_sample(sample)
+        if training:
+            rng = np.random.default_rng([seed, int(epoch_seed), int(i)])
+            rgb, mask = augment(rgb, mask, rng, aug)
+        return prepare_pair(rgb, mask, input_size)
+
+    ds = tf.data.Dataset.from_tensor_slices(index)
+    if training:
+        # Indices only: a buffer of the whole index is a few kB, whatever the data set size. The stream
+        # repeats forever (fit() is given steps_per_epoch), so the element counter tells the epoch and
+        # every epoch gets fresh augmentations; ``initial_epoch`` keeps that true after a resume.
+        ds = ds.shuffle(min(len(index), max(shuffle_buffer, 1)), seed=seed + initial_epoch,
+                        reshuffle_each_iteration=True).repeat()
+        counter = tf.data.Dataset.counter()
+        n = len(index)
+        ds = tf.data.Dataset.zip((ds, counter)).map(
+            lambda i, c: (i, c // n + initial_epoch), num_parallel_calls=tf.data.AUTOTUNE)
+    else:
+        ds = ds.map(lambda i: (i, tf.constant(0, tf.int64)))
+
+    def tf_load(i, epoch):
+        image, target = tf.numpy_function(load, [i, epoch], [tf.float32, tf.float32], stateful=False)
+        image.set_shape((input_size, input_size, 3))
+        target.set_shape((input_size, input_size, 1))
+        return image, target
+
+    ds = ds.map(tf_load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=not training)
+    ds = ds.batch(batch_size, drop_remainder=training if drop_remainder is None else drop_remainder)
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
+
+
+def steps_per_epoch(n_samples: int, batch_size: int) -> int:
+    return max(1, n_samples // batch_size)
+
+
+def validation_steps(n_samples: int, batch_size: int) -> int:
+    return max(1, math.ceil(n_samples / batch_size))

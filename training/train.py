@@ -1,0 +1,443 @@
+"""The training loop: data sets -> tf.data -> a registered architecture -> ``OUT/model.keras``.
+
+What a run folder holds (all written atomically, so a run killed at any moment can ``--resume``):
+
+* ``model.keras``: the best model so far by validation IoU (inference-ready, no optimizer state),
+* ``checkpoint-epoch-NNNN.keras``: the last epoch's full state (weights + optimizer) for ``--resume``,
+* ``state.json``: which checkpoint is current, the epoch reached, early-stopping counters, history,
+* ``history.csv`` / ``history.json`` / ``training_curve.png``: per-epoch losses and validation metrics,
+* ``train_options.json``: the exact options, so the run can be reproduced.
+
+Scale: the CPU when there is no GPU; one GPU (mixed float16); several GPUs (MirroredStrategy); several
+hosts (MultiWorkerMirroredStrategy, when ``TF_CONFIG`` is set). Validation always runs in inference
+mode (BatchNorm moving statistics), the mode the exported model runs in.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hairseg_edge import contract
+from hairseg_edge.data import Dataset, open_dataset
+from hairseg_edge.errors import InputError
+from hairseg_edge.imageio import atomic_path, write_text
+from hairseg_edge.metrics import SegmentationMeter
+
+from . import archs
+from .keras_compat import keras, tf
+from .losses import BceDiceLoss
+from .pipeline import AugmentOptions, make_dataset, steps_per_epoch
+
+STATE_FILE = "state.json"
+MODEL_FILE = "model.keras"
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    data: tuple[str, ...]
+    out: str = "runs/hairseg"
+    arch: str = archs.DEFAULT_ARCH
+    img_size: int = contract.DEFAULT_INPUT_SIZE
+    width: float | None = None
+    epochs: int = 30
+    batch: int = 16
+    limit: int | None = None
+    lr: float = 3e-3
+    weight_decay: float = 1e-5
+    dice_weight: float = 1.0
+    val_fraction: float = 0.1
+    patience: int = 8
+    seed: int = 1234
+    data_weights: tuple[int, ...] | None = None  # per --data folder: repeats per epoch
+    strategy: str = "auto"  # auto | default | mirrored | multiworker
+    mixed_precision: str = "auto"  # auto (on GPU) | on | off
+    steps_per_epoch: int | None = None  # cap (smoke runs); default: one pass over the training set
+
+    def __post_init__(self) -> None:
+        if not self.data:
+            raise InputError("give at least one --data folder")
+        archs.get_arch(self.arch)  # raises with the valid names
+        if self.epochs < 1:
+            raise InputError(f"--epochs must be >= 1, got {self.epochs}")
+        if self.batch < 1:
+            raise InputError(f"--batch must be >= 1, got {self.batch}")
+        if self.img_size < 32 or self.img_size % 32:
+            raise InputError(f"--img-size must be a multiple of 32 and >= 32, got {self.img_size}")
+        if self.limit is not None and self.limit < 1:
+            raise InputError(f"--limit must be >= 1, got {self.limit}")
+        if self.data_weights is not None and len(self.data_weights) != len(self.data):
+            raise InputError("--data-weights needs one integer per --data folder")
+        if self.strategy not in ("auto", "default", "mirrored", "multiworker"):
+            raise InputError(f"unknown --strategy {self.strategy!r}")
+        if self.mixed_precision not in ("auto", "on", "off"):
+            raise InputError(f"unknown --mixed-precision {self.mixed_precision!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["data"] = list(self.data)
+        if self.data_weights is not None:
+            d["data_weights"] = list(self.data_weights)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainOptions:
+        known = {f.name for f in dataclasses.fields(cls)}
+        kw = {k: v for k, v in d.items() if k in known}
+        kw["data"] = tuple(kw["data"])
+        if kw.get("data_weights") is not None:
+            kw["data_weights"] = tuple(kw["data_weights"])
+        return cls(**kw)
+
+
+@dataclass
+class TrainResult:
+    out: Path
+    model_path: Path
+    epochs_run: int
+    best_epoch: int
+    best_val_iou: float
+    history: list[dict[str, float]] = field(default_factory=list)
+    params: int = 0
+    macs: int = 0
+    images_per_second: float = 0.0
+    stopped_early: bool = False
+
+
+# --- strategy --------------------------------------------------------------------------------------------
+def select_strategy(name: str = "auto") -> tf.distribute.Strategy:
+    """Pick the distribution strategy: TF_CONFIG -> multi-worker, several GPUs -> mirrored, else default."""
+    gpus = tf.config.list_logical_devices("GPU")
+    if name == "multiworker" or (name == "auto" and os.environ.get("TF_CONFIG")):
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    if name == "mirrored" or (name == "auto" and len(gpus) > 1):
+        return tf.distribute.MirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
+def _use_mixed_precision(setting: str) -> bool:
+    if setting == "on":
+        return True
+    if setting == "off":
+        return False
+    return bool(tf.config.list_physical_devices("GPU"))
+
+
+# --- data ------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class DataSplits:
+    names: tuple[str, ...]
+    train: tuple[Dataset, ...]
+    val: tuple[Dataset, ...]
+
+
+def load_splits(folders: Sequence[str], limit: int | None, val_fraction: float) -> DataSplits:
+    names, train, val = [], [], []
+    for folder in folders:
+        ds = open_dataset(folder, limit=limit)
+        tr, va = ds.split(val_fraction)
+        if len(tr) == 0:
+            raise InputError(f"no training images left after the validation split ({len(ds)} images)", folder)
+        if len(va) == 0:  # tiny sets: validate on the training images rather than not at all
+            va = tr
+        base = Path(folder).resolve().name or "data"
+        name = base
+        k = 2
+        while name in names:
+            name, k = f"{base}-{k}", k + 1
+        names.append(name)
+        train.append(tr)
+        val.append(va)
+    return DataSplits(tuple(names), tuple(train), tuple(val))
+
+
+# --- validation ------------------------------------------------------------------------------------------
+def evaluate_keras(model: keras.Model, val_ds: tf.data.Dataset, threshold: float = contract.THRESHOLD
+                   ) -> dict[str, float]:
+    """Metrics of a Keras model on a (images, masks) dataset, in inference mode, at the model's input size."""
+    meter = SegmentationMeter()
+    for images, masks in val_ds:
+        prob = model(images, training=False).numpy()[..., 0]
+        truth = masks.numpy()[..., 0] > 0.5
+        for p, t in zip(prob, truth):
+            meter.update(contract.binarize(p, threshold), t)
+    return meter.result().to_dict()
+
+
+# --- run folder state ------------------------------------------------------------------------------------
+def _save_keras_atomic(model: keras.Model, path: Path) -> None:
+    with atomic_path(path, force=True) as tmp:
+        model.save(tmp)
+
+
+def inference_copy(model: keras.Model, options: TrainOptions) -> keras.Model:
+    """The trained weights in a fresh float32, uncompiled model: what export and users load."""
+    policy = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy("float32")
+    try:
+        clean = archs.build_model(options.arch, options.img_size, options.width)
+    finally:
+        keras.mixed_precision.set_global_policy(policy)
+    clean.set_weights(model.get_weights())
+    return clean
+
+
+def _write_history(out: Path, history: list[dict[str, float]]) -> None:
+    write_text(out / "history.json", json.dumps(history, indent=1), force=True)
+    if history:
+        keys = list(dict.fromkeys(k for row in history for k in row))
+        lines = [",".join(keys)] + [",".join(_fmt(row.get(k)) for k in keys) for row in history]
+        write_text(out / "history.csv", "\n".join(lines) + "\n", force=True)
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, float):
+        return f"{v:.6g}"
+    return str(v)
+
+
+def plot_history(history: list[dict[str, float]], path: Path) -> None:
+    """Training curves: losses on the left, validation IoU/F1 on the right."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [r["epoch"] for r in history]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+    ax1.plot(epochs, [r["loss"] for r in history], label="train loss")
+    if any("val_loss" in r for r in history):
+        ax1.plot(epochs, [r.get("val_loss", math.nan) for r in history], label="val loss")
+    ax1.set_xlabel("epoch")
+    ax1.set_ylabel("BCE + Dice")
+    ax1.legend()
+    ax1.grid(alpha=0.3)
+    for key in sorted(k for k in history[-1] if k.startswith("val_iou")):
+        ax2.plot(epochs, [r.get(key, math.nan) for r in history], label=key.replace("val_", ""))
+    ax2.set_xlabel("epoch")
+    ax2.set_ylabel("validation IoU (inference mode)")
+    ax2.legend(fontsize=8)
+    ax2.grid(alpha=0.3)
+    fig.suptitle("hairseg-edge training")
+    fig.tight_layout()
+    with atomic_path(path, force=True) as tmp:
+        fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+
+
+def _read_state(out: Path) -> dict[str, Any] | None:
+    p = out / STATE_FILE
+    if not p.exists():
+        return None
+    try:
+        return json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise InputError(f"cannot resume: unreadable run state ({exc})", p) from None
+
+
+# --- the loop --------------------------------------------------------------------------------------------
+def cosine_lr(base: float, epoch: int, epochs: int, warmup: int = 1) -> float:
+    """Learning rate for an epoch: linear warm-up, then cosine decay to 2% of base."""
+    if epoch < warmup:
+        return base * (epoch + 1) / (warmup + 1)
+    t = (epoch - warmup) / max(1, epochs - warmup)
+    return base * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * t)))
+
+
+class _EpochEnd(keras.callbacks.Callback):
+    """Validation in inference mode, checkpoint, history, curve, early stopping: once per epoch."""
+
+    def __init__(self, trainer: Trainer):
+        super().__init__()
+        self.t = trainer
+
+    def on_epoch_begin(self, epoch, logs=None):
+        lr = cosine_lr(self.t.options.lr, epoch, self.t.options.epochs)
+        self.model.optimizer.learning_rate.assign(lr)
+        self.t.epoch_started = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.t.end_epoch(epoch, logs or {})
+        if self.t.should_stop:
+            self.model.stop_training = True
+
+
+class _BatchProgress(keras.callbacks.Callback):
+    def __init__(self, progress: Callable[[str, dict[str, Any]], None]):
+        super().__init__()
+        self.progress = progress
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.progress("batch", {"step": batch + 1, "loss": float((logs or {}).get("loss", math.nan))})
+
+
+class Trainer:
+    def __init__(self, options: TrainOptions, *, resume: bool = False,
+                 progress: Callable[[str, dict[str, Any]], None] | None = None):
+        self.options = options
+        self.out = Path(options.out)
+        self.resume = resume
+        self.progress = progress or (lambda event, info: None)
+        self.history: list[dict[str, float]] = []
+        self.best_iou = -1.0
+        self.best_epoch = -1
+        self.wait = 0
+        self.should_stop = False
+        self.epoch_started = 0.0
+        self.images_per_second: list[float] = []
+
+    # Where the work happens -------------------------------------------------------------------------
+    def run(self) -> TrainResult:
+        o = self.options
+        self._prepare_out()
+        splits = load_splits(o.data, o.limit, o.val_fraction)
+        self.splits = splits
+        train_samples, weights = [], []
+        for k, ds in enumerate(splits.train):
+            w = 1 if o.data_weights is None else int(o.data_weights[k])
+            train_samples.extend(ds.samples)
+            weights.extend([w] * len(ds))
+        self.n_train = int(sum(weights))
+        keras.utils.set_random_seed(o.seed)
+
+        if _use_mixed_precision(o.mixed_precision):
+            keras.mixed_precision.set_global_policy("mixed_float16")
+        strategy = select_strategy(o.strategy)
+        replicas = strategy.num_replicas_in_sync
+        global_batch = o.batch * replicas
+        self.global_batch = global_batch
+        steps = steps_per_epoch(self.n_train, global_batch)
+        if o.steps_per_epoch:
+            steps = min(steps, o.steps_per_epoch)
+        self.steps = steps
+
+        state = _read_state(self.out) if self.resume else None
+        initial_epoch = 0
+        with strategy.scope():
+            if state is not None:
+                ckpt = self.out / state["checkpoint"]
+                model = keras.models.load_model(ckpt, safe_mode=True)
+                initial_epoch = int(state["epoch"]) + 1
+                self.history = state.get("history", [])
+                self.best_iou = float(state.get("best_val_iou", -1.0))
+                self.best_epoch = int(state.get("best_epoch", -1))
+                self.wait = int(state.get("wait", 0))
+            else:
+                model = archs.build_model(o.arch, o.img_size, o.width)
+                optimizer = keras.optimizers.AdamW(learning_rate=o.lr, weight_decay=o.weight_decay)
+                model.compile(optimizer=optimizer, loss=BceDiceLoss(dice_weight=o.dice_weight))
+        self.model = model
+        self.params = int(model.count_params())
+        self.macs = archs.count_macs(archs.build_model(o.arch, o.img_size, o.width, batch_size=1))
+
+        if state is not None and (state.get("finished") or initial_epoch >= o.epochs):
+            self.progress("already_done", {"epoch": initial_epoch})
+            return self._result(stopped_early=bool(state.get("stopped_early")))
+
+        train_ds = make_dataset(train_samples, o.img_size, o.batch * replicas, training=True, seed=o.seed,
+                                repeat_weights=weights, initial_epoch=initial_epoch)
+        self.val_sets = [make_dataset(v.samples, o.img_size, o.batch, training=False)
+                         for v in splits.val]
+        self.progress("start", {"epochs": o.epochs, "initial_epoch": initial_epoch, "steps": steps,
+                                "train_images": self.n_train, "replicas": replicas,
+                                "val_images": sum(len(v) for v in splits.val),
+                                "params": self.params, "macs": self.macs})
+        callbacks: list[keras.callbacks.Callback] = [_EpochEnd(self), _BatchProgress(self.progress)]
+        model.fit(train_ds, epochs=o.epochs, initial_epoch=initial_epoch, steps_per_epoch=steps,
+                  callbacks=callbacks, verbose=0)
+        self._save_state(self.history[-1]["epoch"] - 1 if self.history else initial_epoch - 1,
+                         finished=True)
+        return self._result(stopped_early=self.should_stop)
+
+    def end_epoch(self, epoch: int, logs: dict[str, Any]) -> None:
+        o = self.options
+        seconds = time.perf_counter() - self.epoch_started
+        row: dict[str, Any] = {"epoch": epoch + 1, "loss": float(logs.get("loss", math.nan)),
+                               "lr": float(cosine_lr(o.lr, epoch, o.epochs)), "seconds": round(seconds, 2),
+                               "images_per_s": round(self.steps * self.global_batch / max(seconds, 1e-9), 2)}
+        self.images_per_second.append(row["images_per_s"])
+        ious = []
+        for name, ds in zip(self.splits.names, self.val_sets):
+            metrics = evaluate_keras(self.model, ds)
+            row[f"val_iou_{name}"] = metrics["iou"]
+            row[f"val_f1_{name}"] = metrics["f1"]
+            ious.append(metrics["iou"])
+        # Mean over data sets: each keeps its own split and none dominates by size.
+        row["val_iou"] = float(np.mean(ious))
+        self.history.append(row)
+        improved = row["val_iou"] > self.best_iou
+        if improved:
+            self.best_iou, self.best_epoch, self.wait = row["val_iou"], epoch + 1, 0
+            _save_keras_atomic(inference_copy(self.model, o), self.out / MODEL_FILE)
+        else:
+            self.wait += 1
+            if self.wait >= o.patience:
+                self.should_stop = True
+        self._save_state(epoch, finished=False)
+        self.progress("epoch", {**row, "best_val_iou": self.best_iou, "improved": improved})
+
+    # Files ------------------------------------------------------------------------------------------
+    def _prepare_out(self) -> None:
+        o = self.options
+        try:
+            self.out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise InputError(f"cannot create the output folder ({exc.strerror or exc})", self.out) from None
+        if not os.access(self.out, os.W_OK):
+            raise InputError("output folder is not writable", self.out)
+        opts_path = self.out / "train_options.json"
+        if self.resume:
+            if _read_state(self.out) is None:
+                raise InputError("nothing to resume: no state.json in the run folder", self.out)
+            if opts_path.exists():
+                saved = json.loads(opts_path.read_text(encoding="utf-8"))
+                for key in ("arch", "img_size", "width"):
+                    if saved.get(key) != getattr(o, key):
+                        raise InputError(f"cannot resume with a different --{key.replace('_', '-')} "
+                                         f"({saved.get(key)} in the run, {getattr(o, key)} now)", opts_path)
+        elif (self.out / STATE_FILE).exists() or (self.out / MODEL_FILE).exists():
+            raise InputError("already holds a training run (use --resume to continue it, or another --out)",
+                             self.out)
+        write_text(opts_path, json.dumps(o.to_dict(), indent=1), force=True)
+
+    def _save_state(self, epoch: int, *, finished: bool) -> None:
+        name = f"checkpoint-epoch-{epoch + 1:04d}.keras"
+        if not finished:
+            _save_keras_atomic(self.model, self.out / name)
+        old = _read_state(self.out)
+        state = {"epoch": epoch, "checkpoint": name if not finished else (old or {}).get("checkpoint", name),
+                 "best_val_iou": self.best_iou, "best_epoch": self.best_epoch, "wait": self.wait,
+                 "finished": finished, "stopped_early": self.should_stop, "history": self.history}
+        # The state file names the checkpoint it belongs to and is written after it: a kill between
+        # the two leaves the previous, consistent pair.
+        write_text(self.out / STATE_FILE, json.dumps(state, indent=1), force=True)
+        if old and old.get("checkpoint") not in (None, state["checkpoint"]):
+            (self.out / old["checkpoint"]).unlink(missing_ok=True)
+        _write_history(self.out, self.history)
+        if self.history:
+            plot_history(self.history, self.out / "training_curve.png")
+
+    def _result(self, stopped_early: bool) -> TrainResult:
+        return TrainResult(out=self.out, model_path=self.out / MODEL_FILE,
+                           epochs_run=len(self.history), best_epoch=self.best_epoch,
+                           best_val_iou=self.best_iou, history=self.history, params=self.params,
+                           macs=self.macs, stopped_early=stopped_early,
+                           images_per_second=float(np.median(self.images_per_second))
+                           if self.images_per_second else 0.0)
+
+
+def train(options: TrainOptions, *, resume: bool = False,
+          progress: Callable[[str, dict[str, Any]], None] | None = None) -> TrainResult:
+    """Train a model as ``options`` say; ``resume=True`` continues the run in ``options.out``."""
+    return Trainer(options, resume=resume, progress=progress).run()
