@@ -1,0 +1,39 @@
+# hairseg-edge: the two commands a newcomer runs are `make demo` and `make test`.
+# Both create .venv with a Python 3.10-3.13 when it is missing and install what they need.
+
+VENV    ?= .venv
+PY      := $(VENV)/bin/python
+PIP     := $(PY) -m pip
+OUT     ?= demo-out
+
+.PHONY: demo test test-slow venv clean help
+
+help:
+	@echo "make demo   - install, then export the bundled model to int8 with the accuracy check, bench float vs int8, segment and recolour a photo"
+	@echo "make test   - install with the test extras and run every test not marked slow"
+	@echo "make test-slow - the slow tests (fresh installs, MediaPipe, soak)"
+	@echo "make check-arm64 - the Raspberry Pi (arm64) stack under qemu emulation"
+
+$(PY):
+	@PY_BIN=$$(sh scripts/find_python.sh) || exit 2; \
+	echo "creating $(VENV) with $$PY_BIN"; \
+	"$$PY_BIN" -m venv $(VENV) && $(PIP) install -q --upgrade pip
+
+# The stamp is remade when the packaging changes, so a second `make test` installs nothing.
+$(VENV)/.installed-train-test: pyproject.toml | $(PY)
+	$(PIP) install -q -e ".[train,test]"
+	@touch $@
+
+venv: $(VENV)/.installed-train-test
+
+demo: $(VENV)/.installed-train-test
+	@PATH="$(abspath $(VENV))/bin:$$PATH" OUT="$(OUT)" sh scripts/demo.sh
+
+test: $(VENV)/.installed-train-test
+	$(PY) -m pytest -m "not slow"
+
+test-slow: $(VENV)/.installed-train-test
+	$(PY) -m pytest -m slow
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info $(OUT) .pytest_cache
