@@ -10,7 +10,7 @@ The contract (version 1):
   keeping the aspect ratio, and centred on a square canvas of ``PAD_VALUE`` (black). The square
   photos of CelebAMask-HQ are simply resized; tall or wide photos are not distorted.
 * **Resampling**: area averaging when shrinking (no aliasing on 1080p frames), bilinear when growing;
-  masks use nearest-neighbour so labels stay binary.
+  masks use centre-aligned nearest-neighbour so labels stay binary and aligned.
 * **Model input**: float32 or uint8 tensor ``[1, S, S, 3]`` holding the raw RGB values 0..255.
   Normalisation lives *inside* the model (a Rescaling layer), so an int8 model with uint8 input takes
   a camera frame with no arithmetic.
@@ -143,7 +143,9 @@ def letterbox_mask(mask: np.ndarray, size: int) -> np.ndarray:
     box = letterbox_geometry(mask.shape[0], mask.shape[1], size)
     binary = (mask > 0).astype(np.uint8)
     canvas = np.zeros((size, size), dtype=np.uint8)
-    resized = cv2.resize(binary, (box.new_w, box.new_h), interpolation=cv2.INTER_NEAREST)
+    # NEAREST_EXACT samples each output pixel's centre; plain INTER_NEAREST takes the top-left source
+    # pixel of each cell and shifts the labels by about half a model pixel against the image.
+    resized = cv2.resize(binary, (box.new_w, box.new_h), interpolation=cv2.INTER_NEAREST_EXACT)
     canvas[box.top : box.top + box.new_h, box.left : box.left + box.new_w] = resized
     return canvas.astype(np.float32)
 

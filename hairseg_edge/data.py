@@ -222,7 +222,8 @@ def load_sample(sample: Sample) -> tuple[np.ndarray, np.ndarray]:
     mask = read_mask(sample.mask_path)
     if mask.shape != (h, w):
         if sample.layout == CELEBAMASK_HQ:
-            mask = cv2.resize(mask, (w, h), interpolation=cv2.INTER_NEAREST)
+            # Centre-aligned nearest-neighbour (same as plain NEAREST for the usual exact 2x).
+            mask = cv2.resize(mask, (w, h), interpolation=cv2.INTER_NEAREST_EXACT)
         else:
             raise InputError(
                 f"mask is {mask.shape[1]}x{mask.shape[0]} but its image is {w}x{h}",
