@@ -191,14 +191,25 @@ def _open_celebamask(root: Path) -> list[Sample]:
     bad = sorted((k for k in images if not k.isdigit()), key=_natural_key)
     if bad:
         raise InputError(f"{len(bad)} image name(s) are not CelebA-HQ numbers: {_names(bad)}", img_dir)
+    by_number: dict[int, str] = {}
+    for k in sorted(images, key=_natural_key):
+        if int(k) in by_number:  # "1.jpg" and "01.jpg" would both be sample 00001
+            raise InputError(f"two images have the number {int(k)} ({images[by_number[int(k)]].name}, "
+                             f"{images[k].name})", img_dir)
+        by_number[int(k)] = k
     hair_files = {p.name: p for p in anno_dir.glob("*/*_hair.png")}
     samples = []
     used = set()
-    for k in sorted(images, key=int):
-        n = int(k)
+    for n in sorted(by_number):
+        k = by_number[n]
         name = f"{n:05d}_hair.png"
         mask = anno_dir / str(n // 2000) / name
-        mask_path = mask if name in hair_files and hair_files[name] == mask else None
+        if name in hair_files and hair_files[name] != mask:
+            raise InputError(
+                f"hair mask is in the wrong folder, expected it in {CELEBA_ANNO_DIR}/{n // 2000}/",
+                hair_files[name],
+            )
+        mask_path = mask if name in hair_files else None
         if mask_path is not None:
             used.add(name)
         samples.append(Sample(f"{n:05d}", images[k], mask_path, CELEBAMASK_HQ))
