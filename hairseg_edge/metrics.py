@@ -80,7 +80,9 @@ def _as_mask(mask: Any, name: str) -> np.ndarray:
     raise ValueError(f"{name} has unsupported dtype {arr.dtype}; expected bool, integer or float")
 
 
-def _pair(pred: Any, target: Any, names: tuple[str, str] = ("pred", "target")) -> tuple[np.ndarray, np.ndarray]:
+def _pair(
+    pred: Any, target: Any, names: tuple[str, str] = ("pred", "target")
+) -> tuple[np.ndarray, np.ndarray]:
     a = _as_mask(pred, names[0])
     b = _as_mask(target, names[1])
     if a.shape != b.shape:

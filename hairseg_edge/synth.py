@@ -133,7 +133,9 @@ def _strand_texture(rng: np.random.Generator, h: int, w: int, curly: bool) -> np
     theta = math.pi / 2 + rng.uniform(-0.45, 0.45)  # mostly vertical strands
     c = length // 2
     dx, dy = math.cos(theta) * c, math.sin(theta) * c
-    cv2.line(kernel, (int(round(c - dx)), int(round(c - dy))), (int(round(c + dx)), int(round(c + dy))), 1.0, 1)
+    start = (int(round(c - dx)), int(round(c - dy)))
+    end = (int(round(c + dx)), int(round(c + dy)))
+    cv2.line(kernel, start, end, 1.0, 1)
     kernel /= max(float(kernel.sum()), 1.0)
     strands = cv2.filter2D(noise, -1, kernel, borderType=cv2.BORDER_REFLECT)
     if curly:  # curls: add a second, crossing direction and some blob structure
@@ -198,7 +200,8 @@ def _draw_labels(rng: np.random.Generator, h: int, w: int, hair: bool) -> np.nda
             r = a * rng.uniform(0.35, 0.55)
             _ellipse(back, (cap_c[0], cap_c[1] - cap_axes[1] - r * 0.6), (r, r), 0, 1)
         else:  # medium, long and curly hair hang down beside the face
-            bottom = cy + b * (rng.uniform(0.4, 1.1) if style in ("medium", "curly") else rng.uniform(1.3, 3.4))
+            reach = rng.uniform(0.4, 1.1) if style in ("medium", "curly") else rng.uniform(1.3, 3.4)
+            bottom = cy + b * reach
             half_top = cap_axes[0] * rng.uniform(0.92, 1.0)
             half_bottom = half_top * rng.uniform(0.85, 1.3)
             poly = np.array([[cap_c[0] - half_top, cap_c[1]], [cap_c[0] + half_top, cap_c[1]],

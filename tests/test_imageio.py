@@ -25,7 +25,9 @@ try:
 except ImportError:  # Pillow comes with matplotlib in the dev venv; a core-only install may lack it
     Image = None
 
-needs_pillow = pytest.mark.skipif(Image is None, reason="Pillow is not installed (needed to write this file type)")
+needs_pillow = pytest.mark.skipif(
+    Image is None, reason="Pillow is not installed (needed to write this file type)"
+)
 
 
 def _two_colour(h: int = 20, w: int = 40) -> np.ndarray:
