@@ -26,3 +26,43 @@ def synthetic_celeba_dataset(tmp_path: Path) -> Path:
     from hairseg_edge.synth import make_dataset
 
     return make_dataset(tmp_path / "celeba_ds", n=10, layout="celebamask-hq", size=64, seed=12)
+
+
+# ==================================================================================================
+# Device runtime, info and bench (added with test_runtime.py, test_info.py, test_bench.py,
+# test_peers.py): tiny converted models built in a separate process, and the peer models folder
+# ==================================================================================================
+
+
+@pytest.fixture(scope="session")
+def tiny_tflite(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """``{name: path}`` of the models tests/tiny_tflite_models.py builds (float32, uint8, int8,
+    classifier, halfres), converted once per session.
+
+    The converter runs in a child process so this test process never imports TensorFlow (the
+    runtime tests check that the device side does not either). TensorFlow is a dev dependency:
+    if it is missing the fixture fails rather than silently skipping the runtime tests.
+    """
+    import json
+    import subprocess
+    import sys
+
+    out = tmp_path_factory.mktemp("tiny_tflite")
+    script = Path(__file__).resolve().with_name("tiny_tflite_models.py")
+    proc = subprocess.run([sys.executable, str(script), str(out)], capture_output=True, text=True,
+                          timeout=900, check=False)
+    if proc.returncode != 0:
+        pytest.fail(f"building the tiny test models failed (needs TensorFlow):\n{proc.stderr[-3000:]}")
+    return {name: Path(p) for name, p in json.loads((out / "models.json").read_text()).items()}
+
+
+@pytest.fixture(scope="session")
+def peers_dir() -> Path:
+    """``../shared/peers`` next to the repo (or ``$HAIRSEG_PEERS``); skips when it is absent."""
+    import os
+
+    given = os.environ.get("HAIRSEG_PEERS")
+    folder = Path(given) if given else Path(__file__).resolve().parents[1].parent / "shared" / "peers"
+    if not folder.is_dir():
+        pytest.skip(f"peer models not found at {folder} (set HAIRSEG_PEERS)")
+    return folder

@@ -1,0 +1,380 @@
+"""The device runtime: load a .tflite model with whatever TFLite backend is installed and segment hair.
+
+Backends, first found wins: ``ai_edge_litert`` (LiteRT, the supported one), ``tflite_runtime`` (the
+legacy wheel), then ``tensorflow.lite`` (a last resort, imported only when the first two are missing,
+so a device install never pays for TensorFlow).
+
+:class:`Segmenter` applies the right adapter (:mod:`hairseg_edge.adapters`): hairseg models follow the
+preprocessing contract (:mod:`hairseg_edge.contract`) and carry it in their metadata, which is checked
+when loading; the public peer models run through their own recipes. Input quantization and output
+dequantization come from the model's own parameters, so uint8, int8 and float models all take the
+same RGB frames::
+
+    with Segmenter("hairseg_int8.tflite", threads=2) as seg:
+        result = seg.segment(rgb)          # any size RGB uint8
+        result.probability, result.mask   # at the image's size
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import contract, tflite_meta
+from .adapters import Adapter, TensorSpec, detect_adapter, get_adapter
+from .contract import Contract
+from .errors import HairsegError, InputError
+
+#: Backend names in the order they are tried.
+BACKENDS = ("ai_edge_litert", "tflite_runtime", "tensorflow")
+
+# Native log lines that only say the default delegate was applied: dropped from the terminal.
+_NOISE = (
+    "INFO: Created TensorFlow Lite XNNPACK delegate for CPU.",
+    "INFO: Initialized TensorFlow Lite runtime.",
+)
+
+
+class BackendUnavailable(HairsegError):
+    """No TFLite interpreter can be imported (exit code 2)."""
+
+    exit_code = 2
+
+
+@dataclass(frozen=True)
+class Backend:
+    name: str
+    interpreter_class: type
+    version: str
+
+
+def _import_backend(name: str) -> Backend:
+    if name == "ai_edge_litert":
+        from ai_edge_litert.interpreter import Interpreter
+
+        return Backend(name, Interpreter, _dist_version("ai-edge-litert"))
+    if name == "tflite_runtime":
+        from tflite_runtime.interpreter import Interpreter
+
+        return Backend(name, Interpreter, _dist_version("tflite-runtime"))
+    if name == "tensorflow":
+        import tensorflow as tf
+
+        return Backend(name, tf.lite.Interpreter, str(tf.__version__))
+    raise InputError(f"unknown backend {name!r}; choose one of: {', '.join(BACKENDS)}")
+
+
+def _dist_version(dist: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(dist)
+    except PackageNotFoundError:
+        return "unknown"
+
+
+_backend_cache: dict[str | None, Backend] = {}
+
+
+def find_backend(name: str | None = None) -> Backend:
+    """The named backend, or the first importable one of :data:`BACKENDS`.
+
+    ``tensorflow`` is only imported when neither LiteRT nor tflite_runtime can be. An import that
+    fails for any reason (``tflite_runtime`` 2.14 breaks on numpy 2 with an AttributeError) counts
+    as missing, and the reasons are listed when nothing works.
+    """
+    if name in _backend_cache:
+        return _backend_cache[name]
+    candidates = BACKENDS if name is None else (name,)
+    reasons = []
+    for candidate in candidates:
+        try:
+            backend = _import_backend(candidate)
+        except InputError:
+            raise
+        except Exception as exc:  # ImportError, or a broken wheel failing at import
+            reasons.append(f"{candidate}: {type(exc).__name__}: {exc}".splitlines()[0])
+            continue
+        _backend_cache[name] = backend
+        return backend
+    raise BackendUnavailable(
+        "no TFLite interpreter could be imported (pip install ai-edge-litert); tried "
+        + "; ".join(reasons)
+    )
+
+
+@contextlib.contextmanager
+def _native_stderr() -> Iterator[list[str]]:
+    """Capture what native code writes to file descriptor 2 while loading a model.
+
+    LiteRT logs "Created TensorFlow Lite XNNPACK delegate" on every load, and explains failures
+    (unresolved custom ops, bad flatbuffers) only there. The captured lines are handed to the
+    caller: noise is dropped, anything else is echoed back to stderr or used in an error message.
+    """
+    lines: list[str] = []
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no real fd 2 (embedded interpreters): nothing to capture
+        yield lines
+        return
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield lines
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            text = sink.read().decode("utf-8", errors="replace")
+            lines.extend(line for line in text.splitlines() if line.strip())
+
+
+def _echo_unexpected(lines: Sequence[str]) -> None:
+    for line in lines:
+        if line.strip() not in _NOISE:
+            print(line, file=sys.stderr)
+
+
+def _reason_from_native(lines: Sequence[str], exc: BaseException) -> str:
+    """The most useful one-line reason for a failed load."""
+    errors = [ln.strip() for ln in lines if ln.strip().startswith("ERROR:")]
+    reason = errors[0][len("ERROR:"):].strip() if errors else str(exc).strip().splitlines()[0]
+    return reason.rstrip(".")
+
+
+@dataclass
+class LoadedModel:
+    """A validated .tflite file with an allocated interpreter (the part ``bench`` needs)."""
+
+    path: Path
+    size_bytes: int
+    interpreter: Any
+    backend: Backend
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    metadata: dict[str, bytes]
+    load_ms: float
+
+
+def load_model(model: str | os.PathLike[str], *, threads: int = 1,
+               backend: str | None = None) -> LoadedModel:
+    """Read, validate and load a .tflite file; every problem is an InputError naming the file."""
+    if not isinstance(threads, int) or isinstance(threads, bool) or threads < 1:
+        raise InputError(f"threads must be a positive integer, got {threads!r}")
+    path = Path(model)
+    if path.is_dir():
+        raise InputError("is a folder, expected a .tflite file", path)
+    started = time.perf_counter()
+    data, _ = tflite_meta.load_model_bytes(path)
+    tflite_meta.check_tflite_bytes(data, path)
+    metadata = tflite_meta.read_metadata_bytes(data, path)  # walks the FlatBuffer: catches truncation
+    chosen = find_backend(backend)
+    with _native_stderr() as native:
+        try:
+            interpreter = chosen.interpreter_class(model_content=data, num_threads=threads)
+            _resize_dynamic_batch(interpreter)
+            interpreter.allocate_tensors()
+        except Exception as exc:  # ValueError / RuntimeError from the native loader
+            failure: BaseException | None = exc
+        else:
+            failure = None
+    if failure is not None:
+        reason = _reason_from_native(native, failure)
+        if "not a valid Flatbuffer" in reason or "verif" in reason.lower():
+            reason = f"corrupt or truncated .tflite file ({reason})"
+        raise InputError(f"cannot load the model: {reason}", path)
+    _echo_unexpected(native)
+    load_ms = (time.perf_counter() - started) * 1000.0
+    inputs = tuple(TensorSpec.from_details(d) for d in interpreter.get_input_details())
+    outputs = tuple(TensorSpec.from_details(d) for d in interpreter.get_output_details())
+    return LoadedModel(path, len(data), interpreter, chosen, inputs, outputs, metadata, load_ms)
+
+
+def _resize_dynamic_batch(interpreter: Any) -> None:
+    """Fix a dynamic batch dimension (-1) to 1 so tensors can be allocated."""
+    for detail in interpreter.get_input_details():
+        signature = detail.get("shape_signature")
+        if signature is not None and len(signature) and int(signature[0]) == -1:
+            shape = [1] + [int(d) for d in detail["shape"][1:]]
+            interpreter.resize_tensor_input(detail["index"], shape, strict=False)
+
+
+def quantize_input(values: np.ndarray, spec: TensorSpec) -> np.ndarray:
+    """Real input values -> the tensor's dtype, with the model's own scale and zero point."""
+    dtype = np.dtype(spec.dtype)
+    if dtype.kind == "f":
+        return np.asarray(values, dtype=dtype)
+    if dtype.kind not in "iu":
+        raise InputError(f"input tensor {spec.name!r} has unsupported dtype {spec.dtype}")
+    values = np.asarray(values)
+    # A uint8 model whose input scale is 1 and zero point 0 takes raw pixels as they are.
+    identity = not spec.quantized or (spec.scale == 1.0 and spec.zero_point == 0)
+    if identity and values.dtype == dtype:
+        return values
+    info = np.iinfo(dtype)
+    real = values.astype(np.float32)
+    q = real if identity else real / np.float32(spec.scale) + np.float32(spec.zero_point)
+    return np.clip(np.rint(q), info.min, info.max).astype(dtype)
+
+
+def dequantize_output(values: np.ndarray, spec: TensorSpec) -> np.ndarray:
+    """A uint8/int8/int16 output -> real float32 values; other tensors are returned unchanged."""
+    if spec.quantized and np.dtype(spec.dtype).kind in "iu":
+        return (values.astype(np.float32) - np.float32(spec.zero_point)) * np.float32(spec.scale)
+    return values
+
+
+@dataclass(frozen=True)
+class Segmentation:
+    """A hair probability map and its binary mask, both at the image's resolution."""
+
+    probability: np.ndarray  # H x W float32 in [0, 1]
+    mask: np.ndarray  # H x W bool, probability > threshold
+
+
+class Segmenter:
+    """Hair segmentation with any supported .tflite model, on the CPU, with no TensorFlow.
+
+    Args:
+        model: path of a .tflite file.
+        threads: interpreter threads (XNNPACK), >= 1.
+        adapter: ``"hairseg"`` or a peer adapter name; None detects it from the model (a model with
+            the hairseg contract in its metadata is always ``hairseg``).
+        backend: force one of :data:`BACKENDS` (default: the first importable).
+
+    Raises:
+        InputError: the file is missing, not a .tflite, truncated, fails to load, its output is not
+            a hair map, its contract is not one this runtime speaks, or the adapter does not fit.
+    """
+
+    def __init__(self, model: str | os.PathLike[str], *, threads: int = 1,
+                 adapter: str | None = None, backend: str | None = None):
+        loaded = load_model(model, threads=threads, backend=backend)
+        self._loaded = loaded
+        self.path: Path = loaded.path
+        self.threads = threads
+        self.backend_name: str = loaded.backend.name
+        self.load_ms: float = loaded.load_ms
+        self.contract: Contract | None = _contract_from(loaded)
+        chosen = self._choose_adapter(adapter)
+        self._adapter: Adapter = chosen
+        self.adapter_name: str = chosen.name
+        self.input_hw: tuple[int, int] = chosen.input_hw(loaded.inputs)
+        self.input_size: int = max(self.input_hw)
+        self.input_dtype = np.dtype(loaded.inputs[0].dtype)
+        self.threshold: float = self.contract.threshold if self.contract else contract.THRESHOLD
+        if self.contract is not None and self.contract.input_size != self.input_size:
+            raise InputError(
+                f"model contract says input size {self.contract.input_size}, "
+                f"its input tensor is {self.input_size}", self.path)
+        self._interpreter = loaded.interpreter
+        self._input = loaded.inputs[0]
+        self._outputs = loaded.outputs
+
+    def _choose_adapter(self, name: str | None) -> Adapter:
+        loaded = self._loaded
+        if name is not None:
+            chosen = get_adapter(name)
+        elif self.contract is not None:
+            chosen = get_adapter("hairseg")
+        else:
+            detected = detect_adapter(loaded.inputs, loaded.outputs)
+            if detected is None:
+                why = get_adapter("hairseg").mismatch(loaded.inputs, loaded.outputs)
+                raise InputError(
+                    f"not a hair segmentation model: {why}; if it is a peer model, pass "
+                    "--adapter (see `hairseg-edge info` for its tensors)", self.path)
+            chosen = detected
+        why = chosen.mismatch(loaded.inputs, loaded.outputs)
+        if why is not None:
+            raise InputError(f"model does not fit the {chosen.name!r} adapter: {why}", self.path)
+        return chosen
+
+    # -- the three steps of segment(), public so callers can time or batch them -------------------
+
+    def prepare(self, rgb: np.ndarray) -> tuple[np.ndarray, Any]:
+        """Any-size RGB uint8 -> (the ``H x W x 3`` uint8 model image, context for postprocess)."""
+        return self._adapter.prepare(rgb, self.input_hw)
+
+    def predict_input(self, model_input: np.ndarray) -> np.ndarray:
+        """A prepared ``H x W x 3`` uint8 model image -> ``H x W`` float32 hair probability."""
+        self._check_open()
+        image = np.asarray(model_input)
+        if image.shape[:2] != self.input_hw:
+            raise InputError(f"model input must be {self.input_hw[0]}x{self.input_hw[1]}, "
+                             f"got {image.shape[1]}x{image.shape[0]} (call prepare() first)")
+        values = self._adapter.encode(image, self._input)
+        tensor = quantize_input(values, self._input)[np.newaxis]
+        self._interpreter.set_tensor(self._input.index, tensor)
+        self._interpreter.invoke()
+        outputs = [dequantize_output(self._interpreter.get_tensor(spec.index), spec)
+                   for spec in self._outputs]
+        return np.asarray(self._adapter.decode(outputs), dtype=np.float32)
+
+    def postprocess(self, prob: np.ndarray, context: Any) -> Segmentation:
+        """Probability at the model's size -> :class:`Segmentation` at the image's size."""
+        full = np.asarray(self._adapter.postprocess(prob, context), dtype=np.float32)
+        return Segmentation(probability=full, mask=contract.binarize(full, self.threshold))
+
+    def segment(self, rgb: np.ndarray) -> Segmentation:
+        """Hair probability and mask for an RGB uint8 image of any size and aspect ratio."""
+        model_image, context = self.prepare(rgb)
+        return self.postprocess(self.predict_input(model_image), context)
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    @property
+    def size_bytes(self) -> int:
+        """Size of the model file."""
+        return self._loaded.size_bytes
+
+    @property
+    def inputs(self) -> tuple[TensorSpec, ...]:
+        return self._loaded.inputs
+
+    @property
+    def outputs(self) -> tuple[TensorSpec, ...]:
+        return self._loaded.outputs
+
+    def _check_open(self) -> None:
+        if self._interpreter is None:
+            raise ValueError("Segmenter is closed")
+
+    def close(self) -> None:
+        """Release the interpreter (and the model's memory)."""
+        self._interpreter = None
+        self._loaded.interpreter = None
+
+    def __enter__(self) -> Segmenter:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return (f"Segmenter({str(self.path)!r}, adapter={self.adapter_name!r}, "
+                f"input={self.input_hw[0]}x{self.input_hw[1]} {self.input_dtype.name}, "
+                f"threads={self.threads}, backend={self.backend_name!r})")
+
+
+def _contract_from(loaded: LoadedModel) -> Contract | None:
+    """The model's embedded contract, checked against this runtime; None when it has none."""
+    payload = loaded.metadata.get(contract.METADATA_NAME)
+    if payload is None:
+        return None
+    found = tflite_meta.parse_contract(payload, loaded.path)
+    try:
+        found.check_compatible()
+    except ValueError as exc:
+        raise InputError(str(exc), loaded.path) from None
+    return found
