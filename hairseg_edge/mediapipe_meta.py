@@ -50,6 +50,7 @@ from .errors import CheckFailed, InputError, MissingExtraError
 from .imageio import write_bytes
 from .tflite_meta import (
     MEDIAPIPE_METADATA_NAME,
+    appended_archive,
     check_tflite_bytes,
     load_model_bytes,
     read_contract,
@@ -205,14 +206,8 @@ def model_io(model_bytes: bytes, path: str | os.PathLike[str] | None = None) -> 
 def packed_files(model: bytes | str | os.PathLike[str]) -> dict[str, bytes]:
     """The associated files zipped after the model FlatBuffer (``{}`` when there are none)."""
     data, _ = load_model_bytes(model)
-    buffer = io.BytesIO(data)
-    if not zipfile.is_zipfile(buffer):
-        return {}
-    try:
-        with zipfile.ZipFile(buffer) as archive:
-            return {info.filename: archive.read(info) for info in archive.infolist()}
-    except (zipfile.BadZipFile, OSError, ValueError):
-        return {}
+    _, members = appended_archive(data)
+    return {info.filename: payload for info, payload in members}
 
 
 def is_packaged(model: bytes | str | os.PathLike[str]) -> bool:
@@ -386,9 +381,10 @@ def package_bytes(model_bytes: bytes, path: str | os.PathLike[str] | None = None
         raise InputError(f"contract says input size {contract.input_size}, the model's input is "
                          f"{io_spec.input_size}", path)
     metadata = build_metadata(io_spec, contract)
-    # with_metadata rebuilds the FlatBuffer alone, so any zip appended earlier is dropped here and
-    # written again below: the file never holds two label archives.
-    bare = with_metadata(model_bytes, {MEDIAPIPE_METADATA_NAME: metadata})
+    # Files packed by an earlier packaging are dropped and written again below, so the file never
+    # holds two label archives and packaging twice gives the same bytes.
+    archive_start, _ = appended_archive(model_bytes)
+    bare = with_metadata(model_bytes[:archive_start], {MEDIAPIPE_METADATA_NAME: metadata})
     return append_associated_files(bare, {LABELS_FILE_NAME: labels_file_bytes()}), io_spec
 
 
@@ -410,19 +406,12 @@ def _probe_image(size: int) -> np.ndarray:
     return np.clip(img, 0, 255).astype(np.uint8)
 
 
-def _litert_probability(model_bytes: bytes, rgb: np.ndarray, io_spec: ModelIO) -> np.ndarray:
-    from ai_edge_litert.interpreter import Interpreter
+def _litert_probability(model_path: str | os.PathLike[str], model_image: np.ndarray) -> np.ndarray:
+    """hairseg-edge's own runtime on a prepared model-size image: the probabilities MediaPipe must give."""
+    from .runtime import Segmenter
 
-    interpreter = Interpreter(model_content=model_bytes, num_threads=1)
-    interpreter.allocate_tensors()
-    inp = interpreter.get_input_details()[0]
-    out = interpreter.get_output_details()[0]
-    interpreter.set_tensor(inp["index"], rgb[None].astype(inp["dtype"]))
-    interpreter.invoke()
-    raw = interpreter.get_tensor(out["index"])[0, ..., 0]
-    if io_spec.output.dtype == "uint8":
-        return (raw.astype(np.float32) - io_spec.output.zero_point) * io_spec.output.scale
-    return raw.astype(np.float32)
+    with Segmenter(model_path, adapter="hairseg") as segmenter:
+        return segmenter.predict_input(model_image)
 
 
 def mediapipe_confidence(model_path: str | os.PathLike[str], rgb: np.ndarray) -> tuple[np.ndarray,
@@ -462,9 +451,8 @@ def verify_package(packaged_path: str | os.PathLike[str], io_spec: ModelIO,
     The probe image has the model's own input size, so MediaPipe's resize is the identity and the
     comparison sees only how MediaPipe fed the model and read its output.
     """
-    data, _ = load_model_bytes(packaged_path)
     probe = _probe_image(io_spec.input_size)
-    expected = _litert_probability(data, probe, io_spec)
+    expected = _litert_probability(packaged_path, probe)
     try:
         confidence, category, labels = mediapipe_confidence(packaged_path, probe)
     except (RuntimeError, ValueError, FileNotFoundError) as exc:  # MediaPipe's load/run errors
