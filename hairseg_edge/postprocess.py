@@ -166,12 +166,15 @@ class SmoothingOptions:
     * ``motion_scale``: a change of this many gray levels (0..255) in a pixel between two frames
       gives that pixel full weight to the new frame, so moving hair does not leave a trail.
     * ``scene_change``: mean absolute gray difference (0..1 of full scale) between consecutive
-      thumbnails above which the frame is a cut and the average restarts.
+      16-px thumbnails above which the frame is a cut and the average restarts. Cuts between
+      unrelated synthetic shots measured 0.11-0.26 here, a moving textured head at most 0.05; a
+      false alarm only costs one frame without smoothing, and moving pixels follow the new frame
+      anyway.
     """
 
     alpha: float = 0.5
     motion_scale: float = 24.0
-    scene_change: float = 0.2
+    scene_change: float = 0.1
 
     def __post_init__(self) -> None:
         if not 0.0 < self.alpha <= 1.0:
@@ -186,8 +189,22 @@ class SmoothingOptions:
                 "scene_change": self.scene_change}
 
 
-#: Side of the gray thumbnail used for motion and scene-change detection (cheap at any resolution).
+#: Side of the gray thumbnail used for motion detection (cheap at any resolution).
 _THUMB_SIDE = 64
+#: Side of the coarser thumbnail used for scene cuts: fine texture moving by a pixel changes the
+#: 64-px thumbnail a lot (up to 0.1 here on strand-textured hair), a 16-px one hardly at all (0.04),
+#: while a cut changes both (0.24).
+_SCENE_SIDE = 16
+
+
+def _scene_difference(thumb: np.ndarray, previous: np.ndarray) -> float:
+    """Mean absolute difference (0..1) of two thumbnails after shrinking them to ``_SCENE_SIDE``."""
+    h, w = thumb.shape
+    scale = min(1.0, _SCENE_SIDE / max(h, w))
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    a = cv2.resize(thumb, size, interpolation=cv2.INTER_AREA)
+    b = cv2.resize(previous, size, interpolation=cv2.INTER_AREA)
+    return float(np.abs(a - b).mean()) / 255.0
 
 
 class TemporalSmoother:
@@ -226,7 +243,7 @@ class TemporalSmoother:
             self._prob = prob.copy()
             return prob
         change = np.abs(thumb - previous_thumb)
-        if float(change.mean()) / 255.0 > self.options.scene_change:
+        if _scene_difference(thumb, previous_thumb) > self.options.scene_change:
             self.resets += 1
             self._prob = prob.copy()
             return prob
