@@ -1,0 +1,641 @@
+"""``hairseg-edge run`` as a library: segment images, folders, globs, videos or a camera, write results.
+
+>>> from hairseg_edge.runner import RunOptions, run_source
+>>> result = run_source("photos/", RunOptions(out_dir="out", overlay=True, recolor="copper"))  # doctest: +SKIP
+>>> result.exit_code, [item.outputs for item in result.items]                             # doctest: +SKIP
+
+Per input ``<stem>`` it writes, into ``out_dir`` (created when missing):
+
+===================  =====================================  =========================================
+file                 when                                   what
+===================  =====================================  =========================================
+``<stem>_mask.png``  always                                 uint8 0/255 hair mask, the input's size
+``<stem>_overlay``   ``overlay=True``                       translucent tint + outline (.jpg for a
+                                                            JPEG input, else .png)
+``<stem>_recolor``   ``recolor=<colour>``                   the hair recoloured (texture kept)
+``<stem>_matte.png`` ``soft=True``                          guided-filter soft matte, 0..255
+===================  =====================================  =========================================
+
+A video (or camera) gives the same outputs as ``.mp4`` videos (mp4v, same size and frame rate), with
+the processing FPS drawn on the overlay/recolour frames, temporal smoothing on by default, and a
+*flicker* figure: the mean IoU of consecutive masks (1.0 = perfectly stable).
+
+Memory is flat in the length of a video: frames are read, processed and written one at a time,
+and only the previous mask and the smoothing state are kept. What does grow is FFmpeg's MP4 index,
+written at the end of each file: about 100 bytes per frame per output video (about 11 MB per hour
+of 30 FPS video for each output).
+
+Rules: an existing output is never replaced unless ``force=True``; that input is refused before any
+work is done for it, reported, and the run carries on with the next input (exit code 2 at the end).
+The same holds for an unreadable image in a folder. Every file is written atomically (a temporary
+file in ``out_dir`` renamed at the end), so an interrupted run leaves no half-written file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import cv2
+import numpy as np
+
+from . import render
+from .contract import binarize
+from .errors import HairsegError, InputError
+from .imageio import atomic_path, read_image, safe_child, write_image
+from .metrics import iou as mask_iou
+from .postprocess import SmoothingOptions, TemporalSmoother, matte_to_uint8, refine_matte
+from .sources import IMAGE, MediaItem, Source, VideoStream, open_source
+
+if TYPE_CHECKING:  # the runtime module loads LiteRT lazily; only needed for type names here
+    from .runtime import Segmenter
+
+DEFAULT_OUT_DIR = Path("hairseg-out")
+#: Output roles in the order they are written (and listed in results).
+ROLES = ("mask", "matte", "overlay", "recolor")
+VIDEO_FOURCC = "mp4v"
+VIDEO_SUFFIX = ".mp4"
+WINDOW_TITLE = "hairseg-edge (q or Esc to stop)"
+GUI_HINT = ("--show needs OpenCV with GUI support, and this OpenCV is a headless build: "
+            "pip install opencv-python")
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """Everything ``run`` needs besides the source. ``recolor`` is a colour name, ``#rrggbb``,
+    ``r,g,b`` or an (r, g, b) tuple; it is checked here, before any work is done."""
+
+    out_dir: Path = DEFAULT_OUT_DIR
+    model: Path | None = None
+    overlay: bool = False
+    recolor: str | tuple[int, int, int] | None = None
+    soft: bool = False
+    show: bool = False
+    force: bool = False
+    smooth: bool = True
+    smoothing: SmoothingOptions = field(default_factory=SmoothingOptions)
+    threads: int = 1
+    adapter: str | None = None
+    max_frames: int | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "out_dir", Path(self.out_dir))
+        if self.model is not None:
+            object.__setattr__(self, "model", Path(self.model))
+        if isinstance(self.threads, bool) or not isinstance(self.threads, int) or self.threads < 1:
+            raise InputError(f"--threads must be an integer >= 1, got {self.threads!r}")
+        if self.max_frames is not None and self.max_frames < 1:
+            raise InputError(f"--frames must be >= 1, got {self.max_frames}")
+        if self.recolor is not None and not isinstance(self.recolor, tuple):
+            try:
+                render.parse_color(self.recolor)
+            except InputError as err:
+                raise InputError(f"--recolor: {err}") from None
+
+    @property
+    def recolor_rgb(self) -> tuple[int, int, int] | None:
+        if self.recolor is None:
+            return None
+        return self.recolor if isinstance(self.recolor, tuple) else render.parse_color(self.recolor)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "out_dir": str(self.out_dir),
+            "model": None if self.model is None else str(self.model),
+            "overlay": self.overlay,
+            "recolor": None if self.recolor is None else list(self.recolor_rgb or ()),
+            "soft": self.soft,
+            "show": self.show,
+            "force": self.force,
+            "smooth": self.smooth,
+            "smoothing": self.smoothing.to_dict(),
+            "threads": self.threads,
+            "adapter": self.adapter,
+            "max_frames": self.max_frames,
+        }
+
+
+@dataclass(frozen=True)
+class ItemResult:
+    """What happened to one input (an image, a video or the camera)."""
+
+    input: str
+    kind: str  # "image", "video" or "camera"
+    outputs: tuple[str, ...] = ()
+    frames: int = 0
+    size: tuple[int, int] | None = None  # (width, height)
+    #: Frames per second of the pipeline (segment + post-process + render), decode/encode excluded.
+    fps: float | None = None
+    #: Frames per second over the whole loop, reading and writing included.
+    wall_fps: float | None = None
+    #: Mean IoU of consecutive masks (videos; 1.0 = no flicker). None for images or one frame.
+    flicker_iou: float | None = None
+    #: Mean share of the frame's pixels that are hair.
+    hair_fraction: float | None = None
+    #: Scene cuts on which temporal smoothing restarted.
+    scene_resets: int = 0
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "input": self.input,
+            "kind": self.kind,
+            "ok": self.ok,
+            "outputs": list(self.outputs),
+            "frames": self.frames,
+            "size": None if self.size is None else list(self.size),
+            "fps": self.fps,
+            "wall_fps": self.wall_fps,
+            "flicker_iou": self.flicker_iou,
+            "hair_fraction": self.hair_fraction,
+            "scene_resets": self.scene_resets,
+            "error": self.error,
+        }
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """The outcome of a whole run; ``exit_code`` is 2 when any input failed or was refused."""
+
+    source: str
+    model: str
+    adapter: str
+    options: RunOptions
+    items: tuple[ItemResult, ...]
+    elapsed_s: float
+    stopped_by_user: bool = False
+
+    @property
+    def n_ok(self) -> int:
+        return sum(item.ok for item in self.items)
+
+    @property
+    def n_failed(self) -> int:
+        return len(self.items) - self.n_ok
+
+    @property
+    def frames(self) -> int:
+        return sum(item.frames for item in self.items if item.ok)
+
+    @property
+    def fps(self) -> float | None:
+        """Pipeline FPS over all frames (time-weighted, so long videos count for more)."""
+        seconds = sum(item.frames / item.fps for item in self.items if item.ok and item.fps)
+        return self.frames / seconds if seconds > 0 else None
+
+    @property
+    def flicker_iou(self) -> float | None:
+        """Mean consecutive-mask IoU over all video frames (None when no video was processed)."""
+        pairs = [(item.flicker_iou, item.frames - 1) for item in self.items
+                 if item.ok and item.flicker_iou is not None and item.frames > 1]
+        weight = sum(n for _, n in pairs)
+        return sum(v * n for v, n in pairs) / weight if weight else None
+
+    @property
+    def exit_code(self) -> int:
+        return 2 if self.n_failed else 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "model": self.model,
+            "adapter": self.adapter,
+            "options": self.options.to_dict(),
+            "n_inputs": len(self.items),
+            "n_ok": self.n_ok,
+            "n_failed": self.n_failed,
+            "frames": self.frames,
+            "fps": self.fps,
+            "flicker_iou": self.flicker_iou,
+            "elapsed_s": self.elapsed_s,
+            "stopped_by_user": self.stopped_by_user,
+            "exit_code": self.exit_code,
+            "items": [item.to_dict() for item in self.items],
+        }
+
+
+class RunObserver:
+    """Hooks for progress and per-input problems; the CLI renders them with Rich. No-ops here."""
+
+    def start(self, description: str, total: int | None) -> None:
+        """A new group of work begins (the images of a folder, or one video's frames)."""
+
+    def advance(self, n: int = 1) -> None:
+        """``n`` more images or frames are done."""
+
+    def finish(self) -> None:
+        """The current group is done."""
+
+    def problem(self, message: str) -> None:
+        """One input failed or was refused; ``message`` is one line naming it. The run continues."""
+
+    def video_done(self, item: ItemResult) -> None:
+        """A video or camera stream finished (for printing its FPS and flicker)."""
+
+
+# --------------------------------------------------------------------------------------------------
+# Checks done before any work
+# --------------------------------------------------------------------------------------------------
+
+
+def prepare_out_dir(out_dir: Path) -> Path:
+    """Create ``out_dir`` when missing and prove it is writable; InputError (one line) otherwise."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InputError("output folder is a file, not a folder", out_dir)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        # os.access is not enough (root, ACLs, read-only mounts): really create a file.
+        fd, probe = tempfile.mkstemp(prefix=".hairseg-write-test-", dir=out_dir)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise InputError(f"cannot write to the output folder ({exc.strerror or exc})", out_dir) from None
+    return out_dir
+
+
+def gui_available() -> bool:
+    """Whether this OpenCV build has a GUI backend (``opencv-python-headless`` has none)."""
+    match = re.search(r"^\s*GUI:\s*(\S+)", cv2.getBuildInformation(), re.MULTILINE)
+    return not (match and match.group(1).upper() == "NONE")
+
+
+def check_show_possible() -> None:
+    """Raise InputError when ``--show`` cannot open a window here."""
+    if not gui_available():
+        raise InputError(GUI_HINT)
+    if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY")
+                                                 or os.environ.get("WAYLAND_DISPLAY")):
+        raise InputError("--show needs a display, and neither DISPLAY nor WAYLAND_DISPLAY is set")
+
+
+class _Window:
+    """A live preview window; any OpenCV GUI failure becomes the one-line install hint."""
+
+    def __init__(self) -> None:
+        self.open = False
+
+    def show(self, rgb: np.ndarray, wait_ms: int) -> bool:
+        """Show a frame; returns False when the user pressed q or Esc (stop)."""
+        try:
+            cv2.imshow(WINDOW_TITLE, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+            self.open = True
+            key = cv2.waitKey(wait_ms) & 0xFF
+        except cv2.error:
+            raise InputError(GUI_HINT) from None
+        return key not in (ord("q"), 27)
+
+    def close(self) -> None:
+        if self.open:
+            with contextlib.suppress(cv2.error):
+                cv2.destroyWindow(WINDOW_TITLE)
+
+
+# --------------------------------------------------------------------------------------------------
+# Output planning
+# --------------------------------------------------------------------------------------------------
+
+
+def output_paths(stem: str, kind: str, input_suffix: str, options: RunOptions) -> dict[str, Path]:
+    """The files one input will produce, by role (see :data:`ROLES`), inside ``options.out_dir``."""
+    if kind == IMAGE:
+        picture = ".jpg" if input_suffix.lower() in (".jpg", ".jpeg") else ".png"
+        suffixes = {"mask": ".png", "matte": ".png", "overlay": picture, "recolor": picture}
+    else:
+        suffixes = dict.fromkeys(ROLES, VIDEO_SUFFIX)
+    wanted = {"mask": True, "matte": options.soft, "overlay": options.overlay,
+              "recolor": options.recolor is not None}
+    return {role: safe_child(options.out_dir, f"{stem}_{role}{suffixes[role]}")
+            for role in ROLES if wanted[role]}
+
+
+def _refuse_existing(paths: dict[str, Path], force: bool, written: set[Path]) -> None:
+    """Refuse an input whose outputs exist (without --force) or collide with this run's outputs."""
+    for path in paths.values():
+        if path in written:
+            raise InputError("another input of this run already wrote this file (same file name "
+                             "stem); rename one of the inputs", path)
+        if path.exists() and not force:
+            raise InputError("already exists (pass --force to overwrite)", path)
+
+
+# --------------------------------------------------------------------------------------------------
+# The per-frame pipeline
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Frame:
+    """The rendered outputs of one frame, by role (RGB or gray uint8)."""
+
+    mask: np.ndarray
+    images: dict[str, np.ndarray]
+    hair_fraction: float
+
+
+class _Pipeline:
+    def __init__(self, segmenter: Segmenter, options: RunOptions):
+        self.segmenter = segmenter
+        self.options = options
+        self.color = options.recolor_rgb
+
+    def frame(self, rgb: np.ndarray, roles: dict[str, Path],
+              smoother: TemporalSmoother | None = None) -> _Frame:
+        seg = self.segmenter.segment(rgb)
+        probability = seg.probability
+        if smoother is not None:
+            probability = smoother(rgb, probability)
+            mask = binarize(probability)
+        else:
+            mask = np.asarray(seg.mask, dtype=bool)
+        weight = probability
+        images: dict[str, np.ndarray] = {"mask": render.mask_to_uint8(mask)}
+        if "matte" in roles or (self.options.soft and ("overlay" in roles or "recolor" in roles)):
+            weight = refine_matte(rgb, probability, model_input_size=self.segmenter.input_size)
+            if "matte" in roles:
+                images["matte"] = matte_to_uint8(weight)
+        if "overlay" in roles:
+            images["overlay"] = render.overlay(rgb, weight)
+        if "recolor" in roles and self.color is not None:
+            images["recolor"] = render.recolor(rgb, weight, self.color)
+        return _Frame(mask, images, float(np.count_nonzero(mask)) / mask.size)
+
+
+def _gray_to_bgr(gray: np.ndarray) -> np.ndarray:
+    return cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR)
+
+
+class _VideoOutputs:
+    """One cv2.VideoWriter per role, each writing to a temporary file renamed on success."""
+
+    def __init__(self, stack: contextlib.ExitStack, paths: dict[str, Path], fps: float,
+                 size: tuple[int, int], force: bool):
+        self.writers: dict[str, cv2.VideoWriter] = {}
+        fourcc = cv2.VideoWriter.fourcc(*VIDEO_FOURCC)
+        for role, final in paths.items():
+            tmp = stack.enter_context(atomic_path(final, force=force))
+            writer = cv2.VideoWriter(str(tmp), fourcc, fps, size, True)
+            if not writer.isOpened():
+                writer.release()
+                raise InputError(f"cannot open a {VIDEO_FOURCC} video writer", final)
+            # Registered after atomic_path, so on exit the writer is released before the rename.
+            stack.callback(writer.release)
+            self.writers[role] = writer
+
+    def write(self, images: dict[str, np.ndarray]) -> None:
+        for role, writer in self.writers.items():
+            img = images[role]
+            writer.write(_gray_to_bgr(img) if img.ndim == 2 else cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+
+
+# --------------------------------------------------------------------------------------------------
+# The run
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _StreamStats:
+    """Running totals of one video stream (constant memory: no frames or masks are kept)."""
+
+    frames: int = 0
+    pipeline_s: float = 0.0
+    iou_sum: float = 0.0
+    hair_sum: float = 0.0
+    size: tuple[int, int] | None = None
+    stopped: bool = False
+
+
+class _Stop(Exception):
+    """The user asked to stop (q/Esc in the window, or Ctrl-C during a camera stream)."""
+
+
+class Runner:
+    """Runs one :class:`~hairseg_edge.runtime.Segmenter` over sources; reusable across sources."""
+
+    def __init__(self, segmenter: Segmenter, options: RunOptions, observer: RunObserver | None = None):
+        self.segmenter = segmenter
+        self.options = options
+        self.observer = observer or RunObserver()
+        self.pipeline = _Pipeline(segmenter, options)
+        self.window = _Window() if options.show else None
+        self._written: set[Path] = set()
+
+    # -- images ------------------------------------------------------------------------------------
+
+    def image(self, item: MediaItem) -> ItemResult:
+        opts = self.options
+        roles = output_paths(item.stem, IMAGE, item.path.suffix, opts)
+        try:
+            _refuse_existing(roles, opts.force, self._written)
+            rgb = read_image(item.path)
+            frame = self.pipeline.frame(rgb, roles)
+            written = []
+            for role, path in roles.items():
+                write_image(path, frame.images[role], force=opts.force)
+                self._written.add(path)
+                written.append(str(path))
+        except HairsegError as err:
+            return ItemResult(item.name, IMAGE, error=str(err))
+        if self.window is not None:
+            shown = frame.images.get("recolor", frame.images.get("overlay"))
+            if shown is None:
+                shown = render.overlay(rgb, frame.mask.astype(np.float32))
+            if not self.window.show(shown, 0):
+                raise _Stop
+        return ItemResult(item.name, IMAGE, tuple(written), frames=1,
+                          size=(rgb.shape[1], rgb.shape[0]), hair_fraction=frame.hair_fraction)
+
+    # -- videos and cameras ------------------------------------------------------------------------
+
+    def stream(self, stream: VideoStream, stem: str, kind: str) -> ItemResult:
+        """Process a video file or a camera frame by frame, writing one video per output role."""
+        opts = self.options
+        roles = output_paths(stem, kind, VIDEO_SUFFIX, opts)
+        _refuse_existing(roles, opts.force, self._written)
+        smoother = TemporalSmoother(opts.smoothing) if opts.smooth else None
+        limit = opts.max_frames
+        total = stream.frame_count or None
+        if limit is not None:
+            total = min(total, limit) if total else limit
+        self.observer.start(f"{Path(stream.name).name if kind == 'video' else stream.name}", total)
+
+        stats = _StreamStats()
+        start = time.perf_counter()
+        with contextlib.ExitStack() as stack:
+            try:
+                self._stream_loop(stream, roles, smoother, stack, stats)
+            except KeyboardInterrupt:
+                if kind != "camera":
+                    raise
+                stats.stopped = True  # Ctrl-C is the normal way to end a camera run: keep the video.
+            if stats.frames == 0:
+                raise InputError("no frames could be read", stream.name)
+        wall = time.perf_counter() - start
+        self.observer.finish()
+        self._written.update(roles.values())
+        frames = stats.frames
+        result = ItemResult(
+            stream.name, kind, tuple(str(p) for p in roles.values()), frames=frames, size=stats.size,
+            fps=frames / stats.pipeline_s if stats.pipeline_s > 0 else None,
+            wall_fps=frames / wall if wall > 0 else None,
+            flicker_iou=stats.iou_sum / (frames - 1) if frames > 1 else None,
+            hair_fraction=stats.hair_sum / frames,
+            scene_resets=smoother.resets if smoother is not None else 0,
+        )
+        self.observer.video_done(result)
+        if stats.stopped and kind != "camera":
+            raise _Stop(result)
+        return result
+
+    def _stream_loop(self, stream: VideoStream, roles: dict[str, Path],
+                     smoother: TemporalSmoother | None, stack: contextlib.ExitStack,
+                     stats: _StreamStats) -> None:
+        outputs: _VideoOutputs | None = None
+        previous_mask: np.ndarray | None = None
+        display_fps: float | None = None
+        for rgb in stream.frames(self.options.max_frames):
+            if outputs is None:
+                stats.size = (rgb.shape[1], rgb.shape[0])
+                # Writers open on the first frame: its real size, not the container's claim.
+                outputs = _VideoOutputs(stack, roles, stream.fps, stats.size, self.options.force)
+            elif (rgb.shape[1], rgb.shape[0]) != stats.size:
+                raise InputError(f"frame {stats.frames} is {rgb.shape[1]}x{rgb.shape[0]}, but the "
+                                 f"video started at {stats.size[0]}x{stats.size[1]}", stream.name)
+            t0 = time.perf_counter()
+            frame = self.pipeline.frame(rgb, roles, smoother)
+            elapsed = time.perf_counter() - t0
+            stats.pipeline_s += elapsed
+            instant = 1.0 / max(elapsed, 1e-6)
+            # A short moving average: readable on screen, still reacting within a second.
+            display_fps = instant if display_fps is None else 0.9 * display_fps + 0.1 * instant
+            label = f"{display_fps:.1f} FPS"
+            for role in ("overlay", "recolor"):
+                if role in frame.images:
+                    render.draw_label(frame.images[role], label)
+            outputs.write(frame.images)
+            if previous_mask is not None:
+                stats.iou_sum += mask_iou(previous_mask, frame.mask)
+            previous_mask = frame.mask
+            stats.hair_sum += frame.hair_fraction
+            stats.frames += 1
+            self.observer.advance()
+            if self.window is not None:
+                shown = frame.images.get("recolor", frame.images.get("overlay"))
+                if shown is None:
+                    shown = render.draw_label(render.overlay(rgb, frame.mask.astype(np.float32)), label)
+                if not self.window.show(shown, 1):
+                    stats.stopped = True
+                    return
+
+    def video(self, item: MediaItem) -> ItemResult:
+        try:
+            with VideoStream.open_file(item.path) as stream:
+                return self.stream(stream, item.stem, "video")
+        except HairsegError as err:
+            self.observer.finish()
+            return ItemResult(item.name, "video", error=str(err))
+
+    # -- a whole source ------------------------------------------------------------------------------
+
+    def items(self, source: Source, camera: VideoStream | None = None) -> Iterator[ItemResult]:
+        """Process every input of ``source``, yielding one result each (problems reported).
+
+        A camera source needs its opened ``camera`` stream (opened by the caller, before the model
+        is loaded, so a missing camera is reported at once)."""
+        if source.is_camera:
+            if camera is None:
+                raise ValueError("a camera source needs its opened VideoStream")
+            yield self.stream(camera, f"camera{source.camera_index}", "camera")
+            return
+        images = [item for item in source.items if item.kind == IMAGE]
+        if images:
+            self.observer.start("images", len(images))
+        for item in source.items:
+            if item.kind != IMAGE:
+                continue
+            result = self.image(item)
+            if not result.ok:
+                self.observer.problem(result.error or item.name)
+            self.observer.advance()
+            yield result
+        if images:
+            self.observer.finish()
+        for item in source.items:
+            if item.kind == IMAGE:
+                continue
+            result = self.video(item)
+            if not result.ok:
+                self.observer.problem(result.error or item.name)
+            yield result
+
+    def close(self) -> None:
+        if self.window is not None:
+            self.window.close()
+
+
+def run_source(source: str | os.PathLike[str] | Source, options: RunOptions | None = None, *,
+               segmenter: Segmenter | None = None, observer: RunObserver | None = None) -> RunResult:
+    """Segment everything in ``source`` and write the outputs; see the module docstring.
+
+    Problems with the whole run (a missing source, a bad model, an unwritable output folder, no GUI
+    for ``show``, a camera that cannot be opened) raise InputError before any output is written.
+    Problems with one input of many are reported through ``observer.problem`` and recorded in the
+    result (``exit_code`` 2), and the other inputs are still processed.
+    ``segmenter``: an open Segmenter to reuse (it is not closed); else ``options.model`` is loaded.
+    """
+    options = options or RunOptions()
+    started = time.perf_counter()
+    resolved = source if isinstance(source, Source) else open_source(source)
+    if options.show:
+        check_show_possible()
+    prepare_out_dir(options.out_dir)
+    if resolved.kind == "file" and resolved.items[0].kind != IMAGE:
+        # One video: prove it opens before loading the model, so a bad file fails at once.
+        VideoStream.open_file(resolved.items[0].path).close()
+
+    with contextlib.ExitStack() as stack:
+        camera = None
+        if resolved.is_camera and resolved.camera_index is not None:
+            camera = stack.enter_context(VideoStream.open_camera(resolved.camera_index))
+        if segmenter is None:
+            from .runtime import Segmenter
+
+            model = options.model
+            if model is None:
+                from .models import default_model_path
+
+                model = default_model_path("int8")
+            segmenter = stack.enter_context(
+                Segmenter(model, threads=options.threads, adapter=options.adapter))
+        runner = Runner(segmenter, options, observer)
+        stack.callback(runner.close)
+        results: list[ItemResult] = []
+        stopped = False
+        try:
+            for result in runner.items(resolved, camera):
+                results.append(result)
+        except _Stop as stop:
+            stopped = True
+            if stop.args and isinstance(stop.args[0], ItemResult):
+                results.append(stop.args[0])
+    return RunResult(
+        source=resolved.spec,
+        model=str(segmenter.path),
+        adapter=str(segmenter.adapter_name),
+        options=options,
+        items=tuple(results),
+        elapsed_s=time.perf_counter() - started,
+        stopped_by_user=stopped,
+    )

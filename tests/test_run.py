@@ -1,0 +1,479 @@
+"""``hairseg-edge run`` and its library API (hairseg_edge.runner, hairseg_edge.sources).
+
+Models are the tiny converted .tflite files of the ``tiny_tflite`` fixture (hair = red pixels),
+built once per session in a separate process, so this process never imports TensorFlow.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from hairseg_edge.cli import app
+from hairseg_edge.errors import InputError
+from hairseg_edge.imageio import read_image, write_image
+from hairseg_edge.runner import RunObserver, RunOptions, Runner, run_source
+from hairseg_edge.sources import IMAGE, VIDEO, VideoStream, open_source
+from hairseg_edge.synth import render_sample
+
+VIDEO_FRAMES = 300
+VIDEO_SIZE = (64, 48)  # width, height
+
+
+# --------------------------------------------------------------------------------------------------
+# Helpers
+# --------------------------------------------------------------------------------------------------
+
+
+def invoke(*args: str | os.PathLike[str]):
+    return CliRunner().invoke(app, ["run", *map(str, args)])
+
+
+def assert_one_line_error(result, *fragments: str, code: int = 2) -> str:
+    """Exit ``code``, exactly one line on stderr containing every fragment, and no traceback."""
+    assert result.exit_code == code, (result.exit_code, result.stdout, result.stderr)
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+    return lines[0]
+
+
+def no_temp_files(folder: Path) -> bool:
+    return not [p for p in folder.rglob("*") if ".tmp" in p.name or p.name.startswith(".hairseg")]
+
+
+def write_head(path: Path, size: tuple[int, int] = (48, 80), seed: int = 0) -> np.ndarray:
+    """A synthetic head image (height, width) written to ``path``; returns its RGB pixels."""
+    rgb, _ = render_sample(np.random.default_rng(seed), size[0], size[1], hair=True)
+    write_image(path, rgb)
+    return rgb
+
+
+def write_video(path: Path, frames: int = VIDEO_FRAMES, size: tuple[int, int] = VIDEO_SIZE,
+                fps: float = 25.0, cut_at: int | None = None) -> Path:
+    """A small mp4v video of a synthetic head drifting around (and a scene cut at ``cut_at``)."""
+    w, h = size
+    # Seeds 3 and 8: two unrelated heads (thumbnails differ by about 0.26 of full scale).
+    scenes = [render_sample(np.random.default_rng(seed), 2 * h, 2 * w, hair=True)[0] for seed in (3, 8)]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"mp4v"), fps, (w, h))
+    assert writer.isOpened()
+    for i in range(frames):
+        scene = scenes[1] if cut_at is not None and i >= cut_at else scenes[0]
+        x = int(w // 2 + (w // 4) * np.sin(i / 20))
+        y = int(h // 2 + (h // 4) * np.cos(i / 25))
+        writer.write(cv2.cvtColor(scene[y:y + h, x:x + w], cv2.COLOR_RGB2BGR))
+    writer.release()
+    return path
+
+
+def video_info(path: Path) -> tuple[int, float, int, int]:
+    """(frames counted by decoding, fps, width, height) of a video file."""
+    capture = cv2.VideoCapture(str(path))
+    assert capture.isOpened(), path
+    fps = capture.get(cv2.CAP_PROP_FPS)
+    width, height = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
+    frames = 0
+    while capture.read()[0]:
+        frames += 1
+    capture.release()
+    return frames, fps, width, height
+
+
+def vm_rss_kb() -> int:
+    with open("/proc/self/status", encoding="ascii") as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise RuntimeError("no VmRSS in /proc/self/status")
+
+
+@pytest.fixture
+def video(tmp_path: Path) -> Path:
+    return write_video(tmp_path / "clip.mp4")
+
+
+# --------------------------------------------------------------------------------------------------
+# Images
+# --------------------------------------------------------------------------------------------------
+
+
+def test_an_image_gives_a_binary_mask_of_its_own_size_in_the_default_folder(tmp_path, monkeypatch,
+                                                                             tiny_tflite):
+    write_head(tmp_path / "face.jpg", size=(48, 80))
+    monkeypatch.chdir(tmp_path)
+    result = invoke("face.jpg", "--model", tiny_tflite["float32"])
+    assert result.exit_code == 0, result.stderr
+    mask_path = tmp_path / "hairseg-out" / "face_mask.png"
+    mask = cv2.imread(str(mask_path), cv2.IMREAD_UNCHANGED)
+    assert mask.shape == (48, 80) and mask.dtype == np.uint8
+    assert set(np.unique(mask).tolist()) <= {0, 255} and (mask == 255).any() and (mask == 0).any()
+    assert sorted(p.name for p in (tmp_path / "hairseg-out").iterdir()) == ["face_mask.png"]
+
+
+def test_every_output_option_for_jpeg_and_png_inputs(tmp_path, tiny_tflite):
+    src = tmp_path / "in"
+    write_head(src / "a.jpg", seed=1)
+    rgb_b = write_head(src / "b.png", size=(64, 40), seed=2)
+    out = tmp_path / "nested" / "out"
+    result = invoke(src, "--model", tiny_tflite["float32"], "--out", out, "--overlay",
+                    "--recolor", "copper", "--soft")
+    assert result.exit_code == 0, result.stderr
+    names = sorted(p.name for p in out.iterdir())
+    assert names == ["a_mask.png", "a_matte.png", "a_overlay.jpg", "a_recolor.jpg",
+                     "b_mask.png", "b_matte.png", "b_overlay.png", "b_recolor.png"]
+    matte = cv2.imread(str(out / "b_matte.png"), cv2.IMREAD_UNCHANGED)
+    assert matte.shape == (64, 40) and matte.dtype == np.uint8
+    assert len(np.unique(matte)) > 10  # a soft matte, not a second binary mask
+    recoloured = read_image(out / "b_recolor.png")
+    overlaid = read_image(out / "b_overlay.png")
+    mask = cv2.imread(str(out / "b_mask.png"), cv2.IMREAD_UNCHANGED) > 0
+    assert recoloured.shape == overlaid.shape == rgb_b.shape
+    assert not np.array_equal(recoloured[mask], rgb_b[mask])  # the hair changed colour
+    assert "2 of 2 input(s) done" in result.stdout
+
+
+def test_folder_and_glob_sources_are_sorted_and_skip_other_files(tmp_path, tiny_tflite):
+    src = tmp_path / "photos"
+    for i, name in enumerate(["img10.png", "img2.png", "img1.jpg"]):
+        write_head(src / name, seed=i)
+    (src / "notes.txt").write_text("not an image")
+    write_head(src / ".hidden.png")
+    summary = tmp_path / "run.json"
+    result = invoke(src, "--model", tiny_tflite["float32"], "--out", tmp_path / "o1",
+                    "--json", summary)
+    assert result.exit_code == 0, result.stderr
+    report = json.loads(summary.read_text())
+    assert [Path(item["input"]).name for item in report["items"]] == ["img1.jpg", "img2.png",
+                                                                     "img10.png"]
+    assert report["n_ok"] == 3 and report["exit_code"] == 0 and report["adapter"] == "hairseg"
+
+    result = invoke(f"{src}/*.png", "--model", tiny_tflite["float32"], "--out", tmp_path / "o2")
+    assert result.exit_code == 0, result.stderr
+    assert sorted(p.name for p in (tmp_path / "o2").iterdir()) == ["img10_mask.png", "img2_mask.png"]
+
+
+# --------------------------------------------------------------------------------------------------
+# Never overwrite without --force
+# --------------------------------------------------------------------------------------------------
+
+
+def test_existing_outputs_are_refused_before_any_work_and_force_overwrites(tmp_path, tiny_tflite):
+    write_head(tmp_path / "a.jpg")
+    out = tmp_path / "out"
+    model = tiny_tflite["float32"]
+    assert invoke(tmp_path / "a.jpg", "--model", model, "--out", out).exit_code == 0
+    mask = out / "a_mask.png"
+    mask.write_bytes(b"sentinel")  # so a rewrite would show
+
+    refused = invoke(tmp_path / "a.jpg", "--model", model, "--out", out, "--overlay")
+    assert_one_line_error(refused, str(mask), "already exists", "--force")
+    assert mask.read_bytes() == b"sentinel"
+    assert not (out / "a_overlay.jpg").exists()  # refused before doing any work for that input
+
+    forced = invoke(tmp_path / "a.jpg", "--model", model, "--out", out, "--overlay", "--force")
+    assert forced.exit_code == 0, forced.stderr
+    assert mask.read_bytes() != b"sentinel" and (out / "a_overlay.jpg").exists()
+    assert no_temp_files(out)
+
+
+def test_new_inputs_into_an_existing_folder_are_fine_and_done_ones_are_reported(tmp_path,
+                                                                                tiny_tflite):
+    src = tmp_path / "src"
+    write_head(src / "a.jpg", seed=1)
+    out = tmp_path / "out"
+    model = tiny_tflite["float32"]
+    assert invoke(src / "a.jpg", "--model", model, "--out", out).exit_code == 0
+    before = (out / "a_mask.png").stat().st_mtime_ns
+    write_head(src / "b.jpg", seed=2)
+    assert invoke(src / "b.jpg", "--model", model, "--out", out).exit_code == 0
+
+    write_head(src / "c.jpg", seed=3)
+    result = invoke(src, "--model", model, "--out", out)
+    assert result.exit_code == 2
+    problems = result.stderr.strip().splitlines()
+    assert len([p for p in problems if "already exists" in p]) == 2  # a and b, one line each
+    assert (out / "c_mask.png").exists()  # the new input was still processed
+    assert (out / "a_mask.png").stat().st_mtime_ns == before
+
+
+def test_two_inputs_with_the_same_stem_do_not_overwrite_each_other(tmp_path, tiny_tflite):
+    src = tmp_path / "src"
+    write_head(src / "x.jpg", seed=1)
+    write_head(src / "x.png", seed=2)
+    result = invoke(src, "--model", tiny_tflite["float32"], "--out", tmp_path / "out", "--force")
+    assert result.exit_code == 2
+    assert "another input of this run already wrote this file" in result.stderr
+
+
+# --------------------------------------------------------------------------------------------------
+# Bad input: one line, exit 2, no traceback, nothing half-written
+# --------------------------------------------------------------------------------------------------
+
+
+def test_missing_source(tmp_path):
+    result = invoke(tmp_path / "nope.jpg", "--out", tmp_path / "out")
+    assert_one_line_error(result, "nope.jpg", "no such file or folder")
+    assert not (tmp_path / "out").exists()
+
+
+def test_glob_matching_nothing(tmp_path):
+    assert_one_line_error(invoke(f"{tmp_path}/*.jpg"), "pattern matches no images or videos")
+
+
+def test_a_file_that_is_neither_image_nor_video(tmp_path):
+    (tmp_path / "notes.txt").write_text("hello")
+    assert_one_line_error(invoke(tmp_path / "notes.txt", "--out", tmp_path / "out"),
+                          "notes.txt", "not an image or a video")
+
+
+def test_an_empty_folder(tmp_path):
+    (tmp_path / "empty").mkdir()
+    assert_one_line_error(invoke(tmp_path / "empty"), "no images or videos in this folder")
+
+
+@pytest.mark.parametrize("colour", ["nope", "#12345", "300,0,0"])
+def test_a_bad_recolour_value(tmp_path, colour):
+    write_head(tmp_path / "a.jpg")
+    result = invoke(tmp_path / "a.jpg", "--recolor", colour, "--out", tmp_path / "out")
+    assert_one_line_error(result, "--recolor", repr(colour))
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_output_folder_that_is_a_file_or_under_a_file(tmp_path):
+    write_head(tmp_path / "a.jpg")
+    blocker = tmp_path / "blocker"
+    blocker.write_text("I am a file")
+    assert_one_line_error(invoke(tmp_path / "a.jpg", "--out", blocker), "is a file, not a folder")
+    assert_one_line_error(invoke(tmp_path / "a.jpg", "--out", blocker / "sub"),
+                          "cannot write to the output folder")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root can write into a read-only folder")
+def test_a_read_only_output_folder(tmp_path):
+    write_head(tmp_path / "a.jpg")
+    out = tmp_path / "ro"
+    out.mkdir()
+    out.chmod(0o500)
+    try:
+        assert_one_line_error(invoke(tmp_path / "a.jpg", "--out", out), "cannot write")
+    finally:
+        out.chmod(0o700)
+
+
+def test_a_model_that_is_not_a_model(tmp_path):
+    write_head(tmp_path / "a.jpg")
+    fake = tmp_path / "fake.tflite"
+    fake.write_bytes(b"\x00" * 64)
+    result = invoke(tmp_path / "a.jpg", "--model", fake, "--out", tmp_path / "out")
+    assert_one_line_error(result, "fake.tflite")
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+@pytest.mark.parametrize(("option", "value"), [("--threads", "0"), ("--frames", "0")])
+def test_bad_numbers(tmp_path, option, value):
+    write_head(tmp_path / "a.jpg")
+    assert_one_line_error(invoke(tmp_path / "a.jpg", option, value), option)
+
+
+def test_show_without_gui_support_says_what_to_install(tmp_path, monkeypatch):
+    import hairseg_edge.runner as runner_module
+
+    monkeypatch.setattr(runner_module, "gui_available", lambda: False)
+    write_head(tmp_path / "a.jpg")
+    result = invoke(tmp_path / "a.jpg", "--show", "--out", tmp_path / "out")
+    assert_one_line_error(result, "pip install opencv-python")
+    assert not (tmp_path / "out").exists()
+
+
+def test_this_headless_opencv_is_detected_as_having_no_gui():
+    from hairseg_edge.runner import gui_available
+
+    build_gui = re.search(r"^\s*GUI:\s*(\S+)", cv2.getBuildInformation(), re.MULTILINE)
+    assert build_gui is not None
+    assert gui_available() == (build_gui.group(1).upper() != "NONE")
+
+
+def test_a_camera_that_cannot_be_opened(tmp_path):
+    result = invoke("57", "--out", tmp_path / "out", "--frames", "3")
+    assert_one_line_error(result, "cannot open camera 57")
+
+
+@pytest.mark.parametrize("content", [b"hello, not a video", None])
+def test_a_broken_video_file(tmp_path, content):
+    path = tmp_path / "broken.mp4"
+    if content is None:  # a real video cut short: the index at the end is missing
+        data = write_video(tmp_path / "full.mp4", frames=30).read_bytes()
+        path.write_bytes(data[: len(data) // 3])
+    else:
+        path.write_bytes(content)
+    result = invoke(path, "--out", tmp_path / "out", "--model", tmp_path / "unused.tflite")
+    # The source is checked before the model, so the model path does not matter here.
+    assert_one_line_error(result, "broken.mp4", "cannot open as a video")
+    assert no_temp_files(tmp_path / "out")
+
+
+def test_an_unreadable_image_in_a_folder_is_reported_and_the_rest_processed(tmp_path,
+                                                                            tiny_tflite):
+    src = tmp_path / "src"
+    write_head(src / "good1.jpg", seed=1)
+    write_head(src / "good2.png", seed=2)
+    (src / "bad.jpg").write_bytes(b"\xff\xd8\xff\xe0 this is not really a jpeg \xff\xd9")
+    data = (src / "good2.png").read_bytes()
+    (src / "cut.png").write_bytes(data[: len(data) // 2])
+    out = tmp_path / "out"
+    result = invoke(src, "--model", tiny_tflite["float32"], "--out", out)
+    assert result.exit_code == 2
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert any("bad.jpg" in line for line in lines) and any("cut.png" in line for line in lines)
+    assert len(lines) == 3  # one per bad image, and the closing count
+    assert sorted(p.name for p in out.iterdir()) == ["good1_mask.png", "good2_mask.png"]
+
+
+# --------------------------------------------------------------------------------------------------
+# Video
+# --------------------------------------------------------------------------------------------------
+
+
+class _MemoryProbe(RunObserver):
+    """Samples VmRSS while frames are processed, and checks the output is not visible yet."""
+
+    def __init__(self, final_paths: list[Path]):
+        self.frames = 0
+        self.rss_kb: dict[int, int] = {}
+        self.final_paths = final_paths
+        self.final_seen_early = False
+
+    def advance(self, n: int = 1) -> None:
+        self.frames += n
+        if self.frames % 25 == 0:
+            self.rss_kb[self.frames] = vm_rss_kb()
+        if self.frames == 150:
+            self.final_seen_early = any(p.exists() for p in self.final_paths)
+
+
+def test_a_long_video_keeps_its_frames_fps_and_size_and_memory_stays_flat(tmp_path, video,
+                                                                          tiny_tflite):
+    out = tmp_path / "out"
+    finals = [out / f"clip_{role}.mp4" for role in ("mask", "overlay", "recolor", "matte")]
+    probe = _MemoryProbe(finals)
+    options = RunOptions(out_dir=out, model=tiny_tflite["uint8"], overlay=True,
+                         recolor="blonde", soft=True)
+    result = run_source(video, options, observer=probe)
+    assert result.exit_code == 0
+    (item,) = result.items
+    assert item.kind == "video" and item.frames == VIDEO_FRAMES and item.size == VIDEO_SIZE
+    for path in finals:
+        assert video_info(path) == (VIDEO_FRAMES, 25.0, *VIDEO_SIZE), path
+    # Written to temporary files and renamed at the end: no final file existed mid-way.
+    assert not probe.final_seen_early
+    assert no_temp_files(out)
+    # Memory: after warm-up (frame 50) the resident size must not grow with the frames. Measured
+    # here: +0.6 MB over the next 250 frames (mostly the MP4 muxers' in-memory index, about 100 B a
+    # frame per output video); keeping each frame's outputs would add about 8 MB.
+    growth_mb = (max(v for k, v in probe.rss_kb.items() if k > 50) - probe.rss_kb[50]) / 1024
+    assert growth_mb < 3.0, probe.rss_kb
+    assert item.fps and item.fps > 0 and item.flicker_iou is not None and 0 <= item.flicker_iou <= 1
+
+
+def test_video_cli_prints_fps_and_flicker_and_smoothing_reduces_flicker(tmp_path, tiny_tflite):
+    clip = write_video(tmp_path / "clip.mp4", frames=60)
+    model = tiny_tflite["float32"]
+    figures = {}
+    for flag in ("--smooth", "--no-smooth"):
+        summary = tmp_path / f"run{flag}.json"
+        result = invoke(clip, "--model", model, "--out", tmp_path / flag.strip("-"), "--overlay",
+                        "--json", summary, flag)
+        assert result.exit_code == 0, result.stderr
+        assert re.search(r"clip\.mp4: 60 frames, [\d.]+ FPS", result.stdout), result.stdout
+        assert "flicker: mean IoU of consecutive masks" in result.stdout
+        report = json.loads(summary.read_text())
+        assert report["options"]["smooth"] == (flag == "--smooth")
+        figures[flag] = report["flicker_iou"]
+        assert report["fps"] > 0 and report["frames"] == 60
+    assert figures["--smooth"] >= figures["--no-smooth"]
+    frames, fps, w, h = video_info(tmp_path / "smooth" / "clip_overlay.mp4")
+    assert (frames, fps, (w, h)) == (60, 25.0, VIDEO_SIZE)
+
+
+def test_frames_limit_and_scene_cut_reset(tmp_path, tiny_tflite):
+    clip = write_video(tmp_path / "cut.mp4", frames=40, cut_at=20)
+    options = RunOptions(out_dir=tmp_path / "out", model=tiny_tflite["float32"], max_frames=30)
+    result = run_source(clip, options)
+    (item,) = result.items
+    assert item.frames == 30 and item.scene_resets == 1
+    assert video_info(tmp_path / "out" / "cut_mask.mp4")[0] == 30
+
+
+def test_a_camera_stream_runs_like_a_video_and_stops_after_frames(tmp_path, video, tiny_tflite):
+    from hairseg_edge.runtime import Segmenter
+
+    # A video file opened through the camera path: the same code a /dev/video device goes through.
+    options = RunOptions(out_dir=tmp_path / "out", recolor="red", max_frames=20)
+    (tmp_path / "out").mkdir()
+    with Segmenter(tiny_tflite["float32"]) as segmenter:
+        stream = VideoStream(cv2.VideoCapture(str(video)), "camera 0", is_camera=True)
+        with stream:
+            item = Runner(segmenter, options).stream(stream, "camera0", "camera")
+    assert item.kind == "camera" and item.frames == 20
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["camera0_mask.mp4",
+                                                                   "camera0_recolor.mp4"]
+    assert video_info(tmp_path / "out" / "camera0_recolor.mp4")[0] == 20
+
+
+def test_an_existing_video_output_is_refused(tmp_path, tiny_tflite):
+    clip = write_video(tmp_path / "clip.mp4", frames=10)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "clip_mask.mp4").write_bytes(b"keep me")
+    result = invoke(clip, "--model", tiny_tflite["float32"], "--out", out)
+    assert_one_line_error(result, "clip_mask.mp4", "already exists")
+    assert (out / "clip_mask.mp4").read_bytes() == b"keep me"
+
+
+# --------------------------------------------------------------------------------------------------
+# Sources
+# --------------------------------------------------------------------------------------------------
+
+
+def test_open_source_classifies_files_folders_globs_and_cameras(tmp_path):
+    write_head(tmp_path / "a.png")
+    write_video(tmp_path / "v.mp4", frames=3)
+    (tmp_path / "picture.dat").write_bytes((tmp_path / "a.png").read_bytes())
+    (tmp_path / "movie.bin").write_bytes((tmp_path / "v.mp4").read_bytes())
+    assert open_source(tmp_path / "a.png").items[0].kind == IMAGE
+    assert open_source(tmp_path / "v.mp4").items[0].kind == VIDEO
+    assert open_source(tmp_path / "picture.dat").items[0].kind == IMAGE  # sniffed, not by suffix
+    assert open_source(tmp_path / "movie.bin").items[0].kind == VIDEO
+    folder = open_source(tmp_path)
+    assert folder.kind == "folder" and [i.path.name for i in folder.items] == ["a.png", "v.mp4"]
+    assert [p.name for p in folder.skipped] == ["movie.bin", "picture.dat"]
+    camera = open_source("0")
+    assert camera.is_camera and camera.camera_index == 0
+    assert open_source(f"{tmp_path}/*.mp4").n_videos == 1
+    with pytest.raises(InputError, match="no such file"):
+        open_source(tmp_path / "missing")
+
+
+def test_run_with_a_peer_model_by_detection_and_by_adapter(tmp_path, peers_dir):
+    model = peers_dir / "hair_segmentation_mobile.tflite"
+    write_head(tmp_path / "a.jpg", size=(96, 72))
+    for extra in ([], ["--adapter", "community-mobile"]):
+        out = tmp_path / f"out{len(extra)}"
+        result = invoke(tmp_path / "a.jpg", "--model", model, "--out", out, "--recolor", "red",
+                        "--json", tmp_path / f"r{len(extra)}.json", *extra)
+        assert result.exit_code == 0, result.stderr
+        report = json.loads((tmp_path / f"r{len(extra)}.json").read_text())
+        assert report["adapter"] == "community-mobile"
+        mask = cv2.imread(str(out / "a_mask.png"), cv2.IMREAD_UNCHANGED)
+        assert mask.shape == (96, 72)
