@@ -1,0 +1,134 @@
+"""``hairseg-edge eval``: score a model on a data set, optionally gated against a reference model."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Optional
+
+import typer
+
+from hairseg_edge.cli._common import console, reports_errors
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from hairseg_edge.evaluate import EvalResult
+
+
+def register(app: typer.Typer) -> None:
+    app.command(name="eval")(eval_command)
+
+
+_METRIC_ROWS = (
+    ("IoU (global)", "iou"),
+    ("mean IoU (per image)", "mean_iou"),
+    ("F1 / Dice", "f1"),
+    ("precision", "precision"),
+    ("recall", "recall"),
+    ("pixel accuracy", "accuracy"),
+    ("boundary F", "boundary_f"),
+)
+
+
+def _table(result: EvalResult) -> Table:
+    from rich.table import Table
+
+    ref = result.reference
+    table = Table(title=f"{result.metrics.n} images of {result.data} (ids {result.ids_hash})",
+                  title_justify="left")
+    table.add_column("metric")
+    table.add_column(f"{Path(result.score.model).name} ({result.score.adapter})", justify="right")
+    if ref is not None:
+        table.add_column(f"reference {Path(ref.model).name} ({ref.adapter})", justify="right")
+    for label, key in _METRIC_ROWS:
+        row = [label, f"{getattr(result.metrics, key):.4f}"]
+        if ref is not None:
+            row.append(f"{getattr(ref.metrics, key):.4f}")
+        table.add_row(*row)
+    timing = ["p50 invoke ms", f"{result.score.p50_ms:.2f}"]
+    if ref is not None:
+        timing.append(f"{ref.p50_ms:.2f}")
+    table.add_row(*timing)
+    if ref is not None and result.agreement is not None:
+        agree = result.agreement
+        table.add_section()
+        table.add_row("agreement IoU", f"{agree.iou:.4f}", "")
+        table.add_row("pixel agreement", f"{agree.pixel_agreement:.4f}", "")
+        if agree.max_prob_diff is not None:
+            table.add_row("max probability diff", f"{agree.max_prob_diff:.4f}", "")
+        verdict = "[green]passed[/]" if result.passed else "[red]FAILED[/]"
+        table.add_row("IoU drop (allowed)", f"{result.iou_drop:+.4f} ({result.max_drop:.4f})", verdict)
+    return table
+
+
+@reports_errors
+def eval_command(
+    model: Annotated[Optional[Path], typer.Argument(
+        help="The .tflite model to score (default: the bundled int8 model).",
+        show_default=False)] = None,
+    data: Annotated[Path, typer.Option(
+        "--data", "-d", help="Data set folder (images/ + masks/, or the CelebAMask-HQ layout).",
+        show_default=False)] = ...,  # type: ignore[assignment]
+    limit: Annotated[Optional[int], typer.Option(
+        "--limit", "-n", help="Score only the first N selected images.", show_default=False)] = None,
+    adapter: Annotated[Optional[str], typer.Option(
+        "--adapter", help="Peer model adapter (default: detected from the model's tensors).",
+        show_default=False)] = None,
+    json_path: Annotated[Optional[Path], typer.Option(
+        "--json", help="Write the scores as JSON here.", show_default=False)] = None,
+    reference: Annotated[Optional[Path], typer.Option(
+        "--reference", help="Compare with this model (e.g. the float original); exit 1 when the IoU "
+                            "falls more than --max-drop below it.", show_default=False)] = None,
+    reference_adapter: Annotated[Optional[str], typer.Option(
+        "--reference-adapter", help="Adapter of the reference model (default: detected).",
+        show_default=False)] = None,
+    max_drop: Annotated[float, typer.Option(
+        "--max-drop", help="Largest allowed IoU drop against --reference.")] = 0.005,
+    split: Annotated[str, typer.Option(
+        "--split", help="Which ids to score: all, val or train (the stable hash split).")] = "all",
+    ids: Annotated[Optional[Path], typer.Option(
+        "--ids", help="Score only the ids listed in this file (one per line).",
+        show_default=False)] = None,
+    threads: Annotated[int, typer.Option("--threads", "-t", help="Interpreter threads.")] = 1,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing --json file.")] = False,
+) -> None:
+    """Score a model on a data set: IoU, mean IoU, F1, precision, recall, accuracy, boundary F.
+
+    Every image is segmented at its own resolution and compared with its mask. With --reference,
+    both models see the same images; the command exits 1 when the model's IoU is more than
+    --max-drop below the reference's.
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from hairseg_edge.errors import InputError
+    from hairseg_edge.evaluate import evaluate, select_dataset
+    from hairseg_edge.imageio import write_text
+    from hairseg_edge.runtime import Segmenter
+
+    if json_path is not None and json_path.exists() and not force:
+        raise InputError("already exists (pass --force to overwrite)", json_path)
+    dataset = select_dataset(data, split=split, ids_file=ids, limit=limit)
+    if model is None:
+        from hairseg_edge.models import default_model_path
+
+        model = default_model_path("int8")
+
+    # Models are loaded before the progress bar starts, so a bad model prints just its one line.
+    with contextlib.ExitStack() as stack:
+        candidate = stack.enter_context(Segmenter(model, threads=threads, adapter=adapter))
+        ref = None
+        if reference is not None:
+            ref = stack.enter_context(Segmenter(reference, threads=threads, adapter=reference_adapter))
+        progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                            TimeElapsedColumn(), console=console, redirect_stdout=False,
+                            redirect_stderr=False)
+        with progress:
+            task = progress.add_task("eval", total=len(dataset))
+            result = evaluate(candidate, dataset, threads=threads, reference=ref, max_drop=max_drop,
+                              progress=lambda done, total: progress.update(task, completed=done))
+    console.print(_table(result))
+    if json_path is not None:
+        write_text(json_path, json.dumps(result.to_dict(), indent=2) + "\n", force=force)
+    result.check()

@@ -1,0 +1,261 @@
+"""``hairseg-edge eval`` as a library: score a model on a data set, optionally against a reference.
+
+>>> from hairseg_edge.evaluate import evaluate, select_dataset
+>>> ds = select_dataset("../shared/data/celebamask-hq-hair", split="val")      # doctest: +SKIP
+>>> result = evaluate("hair_int8.tflite", ds, reference="hair_float32.tflite")  # doctest: +SKIP
+>>> result.metrics.iou, result.agreement.iou, result.agreement.max_prob_diff, result.passed  # doctest: +SKIP
+
+Each image goes through :meth:`Segmenter.segment <hairseg_edge.runtime.Segmenter.segment>` at its own
+resolution (the preprocessing contract letterboxes it and maps the probability back), and the binary
+mask is scored against the image's ground-truth mask with the streaming meters of
+:mod:`hairseg_edge.metrics`. One image is decoded at a time, so memory does not grow with the data set.
+
+With a reference model (e.g. the float original of an int8 model), the same images go through both
+models; the result also holds the reference's own scores and the agreement of the two (IoU of the two
+masks, largest probability difference). The candidate *passes* when its IoU is at least the reference's
+IoU minus ``max_drop``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .data import Dataset, id_list_hash, iter_samples, open_dataset, read_id_list
+from .errors import CheckFailed, InputError
+from .metrics import (
+    DEFAULT_BOUNDARY_TOLERANCE,
+    AgreementMeter,
+    AgreementMetrics,
+    SegmentationMeter,
+    SegmentationMetrics,
+)
+
+if TYPE_CHECKING:
+    from .runtime import Segmentation, Segmenter
+
+#: Default largest IoU drop (absolute) a candidate may show against its reference.
+DEFAULT_MAX_DROP = 0.005
+SPLITS = ("all", "val", "train")
+
+#: ``progress(done, total)`` after each image.
+ProgressCallback = Callable[[int, int], None]
+
+
+# --------------------------------------------------------------------------------------------------
+# Choosing the images
+# --------------------------------------------------------------------------------------------------
+
+
+def select_dataset(root: str | os.PathLike[str] | Dataset, *, split: str = "all",
+                   ids_file: str | os.PathLike[str] | None = None,
+                   limit: int | None = None) -> Dataset:
+    """The images to score: a split of the data set (``all`` by default), restricted to the ids in
+    ``ids_file`` (one per line, ``#`` comments) when given, then the first ``limit`` of them."""
+    if split not in SPLITS:
+        raise InputError(f"--split must be one of {', '.join(SPLITS)}, got {split!r}")
+    if limit is not None and limit < 1:
+        raise InputError(f"--limit must be >= 1, got {limit}")
+    ds = root if isinstance(root, Dataset) else open_dataset(root)
+    if ids_file is not None:
+        ids = read_id_list(ids_file)
+        if not ids:
+            raise InputError("the id list is empty", ids_file)
+        ds = ds.subset(ids)
+    if split != "all":
+        train, val = ds.split()
+        ds = val if split == "val" else train
+    ds = ds.limit(limit)
+    if len(ds) == 0:
+        raise InputError(f"no images selected (split {split!r})", ds.root)
+    return ds
+
+
+# --------------------------------------------------------------------------------------------------
+# Results
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ModelScore:
+    """One model's scores on the images: metrics against ground truth and invoke timings."""
+
+    model: str
+    adapter: str
+    metrics: SegmentationMetrics
+    p50_ms: float
+    p90_ms: float
+    mean_ms: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"model": self.model, "adapter": self.adapter, **self.metrics.to_dict(),
+                "p50_ms": self.p50_ms, "p90_ms": self.p90_ms, "mean_ms": self.mean_ms}
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    """Scores of a model on a data set, and (with a reference) the comparison with the reference.
+
+    ``to_dict()`` gives the flat JSON of ``hairseg-edge eval --json``: ``iou``, ``mean_iou``, ``f1``,
+    ``precision``, ``recall``, ``accuracy``, ``boundary_f``, ``n``, ``p50_ms`` and, with a reference,
+    ``reference_iou``, ``agreement_iou``, ``passed`` (plus details).
+    """
+
+    score: ModelScore
+    data: str
+    layout: str
+    ids_hash: str
+    reference: ModelScore | None = None
+    agreement: AgreementMetrics | None = None
+    max_drop: float = DEFAULT_MAX_DROP
+
+    @property
+    def metrics(self) -> SegmentationMetrics:
+        return self.score.metrics
+
+    @property
+    def iou_drop(self) -> float | None:
+        """Reference IoU minus candidate IoU (positive = the candidate is worse)."""
+        return None if self.reference is None else self.reference.metrics.iou - self.metrics.iou
+
+    @property
+    def passed(self) -> bool | None:
+        """True/False with a reference (IoU >= reference IoU - max_drop), None without one."""
+        drop = self.iou_drop
+        # A hair of float slack, so a drop of exactly max_drop passes as documented.
+        return None if drop is None else drop <= self.max_drop + 1e-12
+
+    def check(self) -> None:
+        """Raise CheckFailed (exit 1) when the candidate fell more than ``max_drop`` below the reference."""
+        if self.passed is False:
+            assert self.reference is not None and self.iou_drop is not None
+            raise CheckFailed(
+                f"IoU {self.metrics.iou:.4f} is {self.iou_drop:.4f} below the reference's "
+                f"{self.reference.metrics.iou:.4f} ({self.reference.model}); allowed drop "
+                f"{self.max_drop:.4f}"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        m = self.metrics
+        out: dict[str, Any] = {
+            "iou": m.iou, "mean_iou": m.mean_iou, "f1": m.f1, "precision": m.precision,
+            "recall": m.recall, "accuracy": m.accuracy, "boundary_f": m.boundary_f, "n": m.n,
+            "p50_ms": self.score.p50_ms, "p90_ms": self.score.p90_ms, "mean_ms": self.score.mean_ms,
+            "boundary_tolerance": m.boundary_tolerance,
+            "model": self.score.model, "adapter": self.score.adapter,
+            "data": self.data, "layout": self.layout, "ids_hash": self.ids_hash,
+        }
+        if self.reference is not None and self.agreement is not None:
+            out.update({
+                "reference_iou": self.reference.metrics.iou,
+                "agreement_iou": self.agreement.iou,
+                "passed": self.passed,
+                "max_drop": self.max_drop,
+                "iou_drop": self.iou_drop,
+                "agreement_mean_iou": self.agreement.mean_iou,
+                "pixel_agreement": self.agreement.pixel_agreement,
+                "max_prob_diff": self.agreement.max_prob_diff,
+                "mean_prob_diff": self.agreement.mean_prob_diff,
+                "reference": self.reference.to_dict(),
+            })
+        return out
+
+
+# --------------------------------------------------------------------------------------------------
+# Scoring
+# --------------------------------------------------------------------------------------------------
+
+
+class _Scorer:
+    """A Segmenter, its meter and its invoke times (a list of floats: 8 bytes per image)."""
+
+    def __init__(self, segmenter: Segmenter, boundary_tolerance: int):
+        self.segmenter = segmenter
+        self.meter = SegmentationMeter(boundary_tolerance)
+        self.invoke_ms: list[float] = []
+
+    def segment(self, rgb: np.ndarray, target: np.ndarray) -> Segmentation:
+        """``Segmenter.segment`` in its three public steps, so the model invoke alone is timed."""
+        model_image, context = self.segmenter.prepare(rgb)
+        started = time.perf_counter()
+        probability = self.segmenter.predict_input(model_image)
+        self.invoke_ms.append((time.perf_counter() - started) * 1000.0)
+        seg = self.segmenter.postprocess(probability, context)
+        self.meter.update(seg.mask, target)
+        return seg
+
+    def score(self) -> ModelScore:
+        times = self.invoke_ms
+        return ModelScore(
+            model=str(self.segmenter.path),
+            adapter=str(self.segmenter.adapter_name),
+            metrics=self.meter.result(),
+            p50_ms=float(np.percentile(times, 50)),
+            p90_ms=float(np.percentile(times, 90)),
+            mean_ms=float(statistics.fmean(times)),
+        )
+
+
+def _open(model: Any, threads: int, adapter: str | None, stack: contextlib.ExitStack) -> Segmenter:
+    """An open Segmenter: ``model`` itself when it is one (the caller keeps ownership), else loaded."""
+    if hasattr(model, "segment") and hasattr(model, "adapter_name"):
+        return model
+    from .runtime import Segmenter
+
+    return stack.enter_context(Segmenter(model, threads=threads, adapter=adapter))
+
+
+def evaluate(model: Any, dataset: Dataset | str | os.PathLike[str], *, threads: int = 1,
+             adapter: str | None = None, reference: Any = None,
+             reference_adapter: str | None = None, max_drop: float = DEFAULT_MAX_DROP,
+             boundary_tolerance: int = DEFAULT_BOUNDARY_TOLERANCE,
+             progress: ProgressCallback | None = None) -> EvalResult:
+    """Score ``model`` (a .tflite path or an open Segmenter) on ``dataset`` (a Dataset or a folder).
+
+    ``adapter`` / ``reference_adapter`` pick a peer adapter (None = detect from the model's tensors).
+    With ``reference``, both models see the same images and the result carries the reference's
+    scores, their agreement and ``passed``; call :meth:`EvalResult.check` to turn a failure into
+    :class:`~hairseg_edge.errors.CheckFailed`. Raises InputError for an unusable model or data set,
+    including an image or mask that cannot be read (scores over a silently smaller set would lie).
+    """
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise InputError(f"--threads must be an integer >= 1, got {threads!r}")
+    if not max_drop >= 0.0:
+        raise InputError(f"--max-drop must be >= 0, got {max_drop}")
+    ds = dataset if isinstance(dataset, Dataset) else open_dataset(dataset)
+    if len(ds) == 0:
+        raise InputError("the data set has no images", ds.root)
+    with contextlib.ExitStack() as stack:
+        candidate = _Scorer(_open(model, threads, adapter, stack), boundary_tolerance)
+        ref = None
+        agreement = None
+        if reference is not None:
+            ref = _Scorer(_open(reference, threads, reference_adapter, stack), boundary_tolerance)
+            agreement = AgreementMeter()
+        total = len(ds)
+        for done, (_sample, rgb, target) in enumerate(iter_samples(ds), start=1):
+            seg = candidate.segment(rgb, target)
+            if ref is not None and agreement is not None:
+                ref_seg = ref.segment(rgb, target)
+                agreement.update(seg.mask, ref_seg.mask, seg.probability, ref_seg.probability)
+            if progress is not None:
+                progress(done, total)
+        return EvalResult(
+            score=candidate.score(),
+            data=str(ds.root),
+            layout=ds.layout,
+            ids_hash=id_list_hash(ds.ids),
+            reference=None if ref is None else ref.score(),
+            agreement=None if agreement is None else agreement.result(),
+            max_drop=float(max_drop),
+        )
+
+
+__all__ = ["DEFAULT_MAX_DROP", "SPLITS", "EvalResult", "ModelScore", "evaluate", "select_dataset"]
