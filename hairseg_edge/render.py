@@ -141,24 +141,30 @@ def recolor(rgb: np.ndarray, weight: np.ndarray, color: RGB | str, *, strength: 
         return out
 
     lab = _rgb_to_lab(crop)
-    # Statistics weighted by confidence, so uncertain edge pixels do not pull the mean.
-    hw = w[hair]
-    mean = (lab[hair] * hw[:, None]).sum(axis=0) / hw.sum()
+    # The hair's mean colour over confident pixels (cv2.mean with a mask: no copies).
+    mean = np.array(cv2.mean(lab, mask=hair.astype(np.uint8))[:3], np.float32)
     target = color_lab(color)
 
-    new = np.empty_like(lab)
     ratio = float(target[0]) / max(float(mean[0]), 1.0)
     gain = float(np.clip(ratio, _MIN_GAIN, _MAX_GAIN))
-    new[..., 0] = target[0] + (lab[..., 0] - mean[0]) * gain
-    new[..., 1] = lab[..., 1] + (target[1] - mean[1])
-    new[..., 2] = lab[..., 2] + (target[2] - mean[2])
-    new[..., 0] = np.clip(new[..., 0], 0.0, 100.0)
+    # In place on the crop's LAB copy: L keeps its deviations (scaled), a/b are shifted.
+    lightness = lab[..., 0]
+    lightness -= mean[0]
+    lightness *= gain
+    lightness += target[0]
+    np.clip(lightness, 0.0, 100.0, out=lightness)
+    lab[..., 1] += target[1] - mean[1]
+    lab[..., 2] += target[2] - mean[2]
 
-    recoloured = _lab_to_rgb_float(new)
-    blend = w[..., None]
-    mixed = crop.astype(np.float32) * (1.0 - blend) + recoloured * blend
-    out[box] = np.clip(np.rint(mixed), 0, 255).astype(np.uint8)
+    recoloured = np.rint(_lab_to_rgb_float(lab)).astype(np.uint8)
+    out[box] = _blend(crop, recoloured, w)
     return out
+
+
+def _blend(base: np.ndarray, top: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """``base * (1 - weight) + top * weight`` per pixel, for uint8 images (rounded, in C++)."""
+    weight = np.ascontiguousarray(weight, dtype=np.float32)
+    return cv2.blendLinear(np.ascontiguousarray(base), np.ascontiguousarray(top), 1.0 - weight, weight)
 
 
 def overlay(rgb: np.ndarray, weight: np.ndarray, *, color: RGB = OVERLAY_COLOR,
@@ -170,9 +176,13 @@ def overlay(rgb: np.ndarray, weight: np.ndarray, *, color: RGB = OVERLAY_COLOR,
     weight = np.clip(np.asarray(weight, dtype=np.float32), 0.0, 1.0)
     if weight.shape != rgb.shape[:2]:
         raise ValueError(f"image is {rgb.shape[:2]} but the weight map is {weight.shape}")
-    alpha = (weight * opacity)[..., None]
-    tint = np.asarray(color, dtype=np.float32)
-    out = np.clip(np.rint(rgb * (1.0 - alpha) + tint * alpha), 0, 255).astype(np.uint8)
+    out = rgb.copy()
+    box = _weight_box(weight)
+    if box is not None:
+        crop = rgb[box]
+        tint = np.empty_like(crop)
+        tint[:] = color
+        out[box] = _blend(crop, tint, weight[box] * opacity)
     if outline:
         mask = (weight > threshold).astype(np.uint8)
         contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
