@@ -45,8 +45,14 @@ _TENSOR_TYPE_NAMES = {
 
 
 def _schema():
-    from ai_edge_litert import schema_py_generated
+    try:
+        from ai_edge_litert import schema_py_generated
+    except ImportError:
+        from .runtime import BackendUnavailable
 
+        raise BackendUnavailable(
+            "reading a model's structure needs ai-edge-litert's schema: pip install ai-edge-litert"
+        ) from None
     return schema_py_generated
 
 
@@ -440,9 +446,10 @@ def inspect_model(model: str | os.PathLike[str], *, check_gpu: bool = True,
     data, _ = tflite_meta.load_model_bytes(path)
     tflite_meta.check_tflite_bytes(data, path)
     metadata = tflite_meta.read_metadata_bytes(data, path)
+    schema = _schema()
     try:
         archive_start, members = tflite_meta.appended_archive(data)
-        unpacked = _schema().ModelT.InitFromPackedBuf(bytearray(data[:archive_start]), 0)
+        unpacked = schema.ModelT.InitFromPackedBuf(bytearray(data[:archive_start]), 0)
         graph = unpacked.subgraphs[0]
         tensors = graph.tensors or []
         inputs = tuple(_tensor_spec(tensors[i], int(i)) for i in graph.inputs)

@@ -18,6 +18,7 @@ same RGB frames::
 from __future__ import annotations
 
 import contextlib
+import operator
 import os
 import sys
 import tempfile
@@ -169,7 +170,13 @@ class LoadedModel:
 def load_model(model: str | os.PathLike[str], *, threads: int = 1,
                backend: str | None = None) -> LoadedModel:
     """Read, validate and load a .tflite file; every problem is an InputError naming the file."""
-    if not isinstance(threads, int) or isinstance(threads, bool) or threads < 1:
+    try:
+        if isinstance(threads, bool):
+            raise TypeError
+        threads = operator.index(threads)  # int or numpy integer, never 1.5 or "2"
+    except TypeError:
+        raise InputError(f"threads must be a positive integer, got {threads!r}") from None
+    if threads < 1:
         raise InputError(f"threads must be a positive integer, got {threads!r}")
     path = Path(model)
     if path.is_dir():

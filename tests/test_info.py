@@ -215,3 +215,20 @@ def test_info_as_a_real_process(tiny_tflite, tmp_path):
     proc = _cli("info", str(bad))
     assert proc.returncode == 2
     assert proc.stderr.strip() == f"hairseg-edge: {bad}: not a TFLite model (no 'TFL3' file identifier)"
+
+
+def test_info_without_litert_is_one_clear_line(tiny_tflite):
+    """A device with only tflite_runtime (no ai-edge-litert schema) gets a one-line answer."""
+    code = ("import sys\n"
+            "for name in ('ai_edge_litert', 'ai_edge_litert.interpreter', "
+            "'ai_edge_litert.schema_py_generated'):\n"
+            "    sys.modules[name] = None\n"
+            "from hairseg_edge.cli import main\n"
+            f"sys.argv = ['hairseg-edge', 'info', {str(tiny_tflite['float32'])!r}]\n"
+            "main()\n")
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                          timeout=300, check=False)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == ("hairseg-edge: reading a model's structure needs ai-edge-litert's "
+                                   "schema: pip install ai-edge-litert")
