@@ -74,7 +74,9 @@ def eval_command(
     limit: Annotated[Optional[int], typer.Option(
         "--limit", "-n", help="Score only the first N selected images.", show_default=False)] = None,
     adapter: Annotated[Optional[str], typer.Option(
-        "--adapter", help="Peer model adapter (default: detected from the model's tensors).",
+        "--adapter",
+        help="How to feed the model: hairseg, mediapipe-hair, bisenetv2-celebamask or "
+             "community-mobile (default: detected from the model's tensors).",
         show_default=False)] = None,
     json_path: Annotated[Optional[Path], typer.Option(
         "--json", help="Write the scores as JSON here.", show_default=False)] = None,
@@ -94,12 +96,10 @@ def eval_command(
     threads: Annotated[int, typer.Option("--threads", "-t", help="Interpreter threads.")] = 1,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing --json file.")] = False,
 ) -> None:
-    """Score a model on a data set: IoU, mean IoU, F1, precision, recall, accuracy, boundary F.
-
-    Every image is segmented at its own resolution and compared with its mask. With --reference,
-    both models see the same images; the command exits 1 when the model's IoU is more than
-    --max-drop below the reference's.
-    """
+    """Score a model on a data set (global and mean IoU, F1, precision, recall, accuracy,
+    boundary F, p50 invoke time), each image at its own resolution against its mask. With
+    --reference both models see the same images, and the command exits 1 when the model's IoU is
+    more than --max-drop below the reference's."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from hairseg_edge.errors import InputError

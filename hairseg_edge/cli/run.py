@@ -90,7 +90,9 @@ def run_command(
     threads: Annotated[int, typer.Option("--threads", "-t", help="Interpreter threads.")] = 1,
     force: Annotated[bool, typer.Option("--force", help="Overwrite existing outputs.")] = False,
     adapter: Annotated[Optional[str], typer.Option(
-        "--adapter", help="Peer model adapter (default: detected from the model's tensors).",
+        "--adapter",
+        help="How to feed the model: hairseg, mediapipe-hair, bisenetv2-celebamask or "
+             "community-mobile (default: detected from the model's tensors).",
         show_default=False)] = None,
     smooth: Annotated[bool, typer.Option(
         "--smooth/--no-smooth", help="Temporal smoothing of video masks.")] = True,
@@ -99,13 +101,11 @@ def run_command(
     json_path: Annotated[Optional[Path], typer.Option(
         "--json", help="Write a JSON summary of the run here.", show_default=False)] = None,
 ) -> None:
-    """Segment hair in images, folders, videos or a camera; write masks, overlays and recolours.
-
-    Per input <stem>: <stem>_mask.png (0/255, the input's size), and with options <stem>_overlay,
-    <stem>_recolor, <stem>_matte.png. Videos and cameras give .mp4 videos with the FPS drawn on them;
-    the FPS and the flicker figure (mean IoU of consecutive masks) are printed at the end.
-    Existing files are never overwritten without --force.
-    """
+    """Segment hair in images, folders, videos or a camera and write, per input <stem>,
+    <stem>_mask.png (0/255, the input's size) and, on request, <stem>_overlay, <stem>_recolor and
+    <stem>_matte.png. Videos and cameras give .mp4 videos with the FPS drawn on them, and the FPS
+    and the flicker figure (mean IoU of consecutive masks) are printed at the end. Existing files
+    are never overwritten without --force."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from hairseg_edge.errors import InputError
