@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -41,9 +42,15 @@ def _tail(text: str, lines: int = 30) -> str:
 def core_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A fresh venv holding the hairseg-edge wheel and its core dependencies, nothing else."""
     work = tmp_path_factory.mktemp("core_install")
+    # Build from a clean copy: setuptools keeps a build/ folder in the source tree, and a stale one
+    # would put files deleted from the repo into the wheel.
+    source = work / "source"
+    shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(
+        ".git", ".venv*", "build", "dist", "*.egg-info", "__pycache__", ".pytest_cache", ".hypothesis",
+        "runs", "out", "hairseg-out"))
     wheels = work / "wheels"
     build = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(wheels),
-                            str(REPO)], capture_output=True, text=True, timeout=600, env=_env(),
+                            str(source)], capture_output=True, text=True, timeout=600, env=_env(),
                            cwd=work, stdin=subprocess.DEVNULL)
     assert build.returncode == 0, f"pip wheel failed:\n{_tail(build.stderr)}"
     (wheel,) = wheels.glob("hairseg_edge-*.whl")
