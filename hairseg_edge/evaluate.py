@@ -220,6 +220,8 @@ def evaluate(model: Any, dataset: Dataset | str | os.PathLike[str], *, threads: 
     """Score ``model`` (a .tflite path or an open Segmenter) on ``dataset`` (a Dataset or a folder).
 
     ``adapter`` / ``reference_adapter`` pick a peer adapter (None = detect from the model's tensors).
+    ``threads`` and the adapters apply to models given as paths; an open Segmenter is used as it is
+    and left open (so a caller scoring several candidates can load the reference once).
     With ``reference``, both models see the same images and the result carries the reference's
     scores, their agreement and ``passed``; call :meth:`EvalResult.check` to turn a failure into
     :class:`~hairseg_edge.errors.CheckFailed`. Raises InputError for an unusable model or data set,

@@ -295,6 +295,39 @@ def test_show_without_gui_support_says_what_to_install(tmp_path, monkeypatch):
     assert not (tmp_path / "out").exists()
 
 
+def test_show_when_the_window_cannot_open_says_what_to_install(tmp_path, monkeypatch, tiny_tflite):
+    import hairseg_edge.runner as runner_module
+
+    def no_window(*_args):
+        raise cv2.error("The function is not implemented. Rebuild the library with GTK+ 2.x")
+
+    monkeypatch.setattr(runner_module, "gui_available", lambda: True)
+    monkeypatch.setenv("DISPLAY", ":0")
+    monkeypatch.setattr(cv2, "imshow", no_window)
+    write_head(tmp_path / "a.jpg")
+    result = invoke(tmp_path / "a.jpg", "--show", "--model", tiny_tflite["float32"],
+                    "--out", tmp_path / "out")
+    assert_one_line_error(result, "pip install opencv-python")
+
+
+def test_show_stops_a_video_on_q_and_keeps_what_was_written(tmp_path, monkeypatch, tiny_tflite):
+    import hairseg_edge.runner as runner_module
+
+    shown = []
+    monkeypatch.setattr(runner_module, "gui_available", lambda: True)
+    monkeypatch.setenv("DISPLAY", ":0")
+    monkeypatch.setattr(cv2, "imshow", lambda _title, frame: shown.append(frame.shape))
+    monkeypatch.setattr(cv2, "waitKey", lambda _ms: ord("q") if len(shown) >= 5 else -1)
+    monkeypatch.setattr(cv2, "destroyWindow", lambda _title: None)
+    clip = write_video(tmp_path / "clip.mp4", frames=20)
+    result = run_source(clip, RunOptions(out_dir=tmp_path / "out", model=tiny_tflite["float32"],
+                                         overlay=True, show=True))
+    assert result.stopped_by_user and result.exit_code == 0
+    assert len(shown) == 5 and shown[0] == (VIDEO_SIZE[1], VIDEO_SIZE[0], 3)
+    assert result.items[0].frames == 5
+    assert video_info(tmp_path / "out" / "clip_overlay.mp4")[0] == 5
+
+
 def test_this_headless_opencv_is_detected_as_having_no_gui():
     from hairseg_edge.runner import gui_available
 
