@@ -242,3 +242,14 @@ def test_bench_as_a_real_process(tiny_tflite, tmp_path):
     [record] = json.loads(out_json.read_text())
     assert_sane(record, model=str(tiny_tflite["uint8"]), threads=1)
     assert "XNNPACK" not in proc.stdout
+
+
+def test_bench_end_to_end_on_a_non_hair_model_is_a_failed_row(tiny_tflite, tmp_path):
+    out_json = tmp_path / "e2e.json"
+    result = runner.invoke(app, ["bench", str(tiny_tflite["classifier"]), "--end-to-end", *QUICK,
+                                 "--json", str(out_json)], env={"COLUMNS": "200"})
+    assert result.exit_code == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "not a hair segmentation model" in lines[0]
+    [record] = json.loads(out_json.read_text())
+    assert record["p50_ms"] is None and "expected 1 output" in record["error"]
