@@ -1,0 +1,134 @@
+"""``hairseg-edge export``: prune / quantize a trained .keras model to .tflite and prove it (needs [train])."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from hairseg_edge.errors import InputError, MissingExtraError
+
+from ._common import console, err_console, reports_errors
+
+#: Modules of the [train] extra that the export side imports.
+TRAIN_MODULES = ("tensorflow", "tf_keras", "tensorflow_model_optimization")
+
+
+def _require_train_extra() -> None:
+    """MissingExtraError (one line, exit 2) when the [train] extra is not installed (cheap check)."""
+    for module in TRAIN_MODULES:
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except (ImportError, ValueError):  # blocked by an import hook, or a None entry in sys.modules
+            found = False
+        if not found:
+            raise MissingExtraError("train", "hairseg-edge export")
+
+
+def _import_export_api():
+    """``hairseg_edge.export.api``; MissingExtraError when TensorFlow or tfmot fails to import."""
+    try:
+        from hairseg_edge.export import api
+    except ImportError as exc:
+        missing = (exc.name or "").split(".")[0]
+        if missing in TRAIN_MODULES:
+            raise MissingExtraError("train", "hairseg-edge export") from None
+        raise
+    return api
+
+
+def _default_model() -> Path:
+    """The bundled float .keras model, when this install ships one."""
+    from hairseg_edge import models
+
+    finder = getattr(models, "default_model_path", None)
+    try:
+        if finder is None:
+            raise InputError("no bundled models")
+        return Path(finder(kind="float"))
+    except InputError:
+        raise InputError("no MODEL given and this install bundles no float .keras model; pass the "
+                         ".keras file written by hairseg-edge train") from None
+
+
+@reports_errors
+def export(
+    model: Annotated[Optional[Path], typer.Argument(
+        help="Float .keras model from `hairseg-edge train` (default: the bundled float model).",
+        show_default=False)] = None,
+    int8: Annotated[bool, typer.Option("--int8", help="Full-integer int8 (weights and activations).")] = False,
+    fp16: Annotated[bool, typer.Option("--fp16", help="float16 weights.")] = False,
+    dynamic: Annotated[bool, typer.Option("--dynamic", help="Dynamic range: int8 weights, float "
+                                                            "activations.")] = False,
+    float32: Annotated[bool, typer.Option("--float32", help="Plain float32.")] = False,
+    prune: Annotated[Optional[float], typer.Option(
+        help="Prune to this sparsity (e.g. 0.5) while fine-tuning on --data; every variant is built "
+             "from the pruned model.", show_default=False)] = None,
+    qat: Annotated[bool, typer.Option("--qat", help="Build int8 with quantization-aware training "
+                                                    "(fine-tunes on --data).")] = False,
+    data: Annotated[Optional[Path], typer.Option(
+        help="Data set: its training split fine-tunes and calibrates, its validation split verifies.",
+        show_default=False)] = None,
+    calib: Annotated[Optional[Path], typer.Option(
+        help="Calibration images for int8 (default: the training split of --data).",
+        show_default=False)] = None,
+    eval_data: Annotated[Optional[Path], typer.Option(
+        "--eval", help="Evaluation images (default: the validation split of --data). A folder of "
+                       "images without masks: the gate checks agreement only.", show_default=False)] = None,
+    limit: Annotated[Optional[int], typer.Option(
+        help="Read at most N images from each data set (fine-tuning, calibration, evaluation).",
+        show_default=False)] = None,
+    calib_count: Annotated[int, typer.Option("--calib-count", help="Calibration images.")] = 200,
+    max_drop: Annotated[float, typer.Option(
+        "--max-drop", help="Largest IoU drop against the float model that passes (0.005 = half a "
+                           "point).")] = 0.005,
+    min_agreement: Annotated[float, typer.Option(
+        "--min-agreement", help="Smallest agreement IoU with the float model's masks that passes.")] = 0.97,
+    io: Annotated[str, typer.Option(
+        help="int8 model input/output type: uint8 (camera frames as they are), int8 or float32.")] = "uint8",
+    out: Annotated[Path, typer.Option(help="Output folder (models, report.json, report.md).")] = Path(
+        "export-out"),
+    force: Annotated[bool, typer.Option("--force", help="Overwrite existing outputs.")] = False,
+    finetune_epochs: Annotated[int, typer.Option(
+        "--finetune-epochs", help="Fine-tune epochs for --prune / --qat.")] = 2,
+    finetune_steps: Annotated[Optional[int], typer.Option(
+        "--finetune-steps", help="Steps per fine-tune epoch (default: one pass over the training "
+                                 "split).", show_default=False)] = None,
+    finetune_batch: Annotated[int, typer.Option("--finetune-batch", help="Fine-tune batch size.")] = 8,
+    finetune_lr: Annotated[float, typer.Option("--finetune-lr", help="Fine-tune learning rate.")] = 1e-4,
+    as_json: Annotated[bool, typer.Option("--json", help="Print report.json to stdout instead of the "
+                                                         "table.")] = False,
+) -> None:
+    """Convert a float model to .tflite (float32, float16, dynamic, int8; int8 when no variant is
+    named), optionally pruned and/or quantization-aware trained, and verify every variant against the
+    float original on the same images. A variant that misses the gate is not written (exit 1)."""
+    _require_train_extra()
+    from hairseg_edge.export.options import ExportOptions
+
+    variants = tuple(name for name, asked in (("float32", float32), ("float16", fp16),
+                                              ("dynamic", dynamic), ("int8", int8)) if asked) or ("int8",)
+    options = ExportOptions(
+        model=model if model is not None else _default_model(), variants=variants, prune=prune, qat=qat,
+        data=data, calib=calib, eval_data=eval_data, limit=limit, calib_count=calib_count,
+        max_drop=max_drop, min_agreement=min_agreement, io=io, out=out, force=force,
+        finetune_epochs=finetune_epochs, finetune_steps=finetune_steps, finetune_batch=finetune_batch,
+        finetune_lr=finetune_lr)
+    api = _import_export_api()
+    shown = err_console if as_json else console
+    report = api.export_model(options, progress=lambda message: shown.print(f"[dim]{message}[/]"))
+    if as_json:
+        typer.echo(report.to_json(), nl=False)
+    else:
+        console.print(report.rich_table())
+        console.print(f"gate: {report.gate.reason}")
+        console.print(f"report: {options.report_json_path}, {options.report_md_path}")
+        written = [row.path for row in report.variants if row.path]
+        if written:
+            console.print(f"next: hairseg-edge bench {' '.join(written)}")
+    report.raise_for_gate()
+
+
+def register(app: typer.Typer) -> None:
+    app.command(name="export")(export)

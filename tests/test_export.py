@@ -1,0 +1,351 @@
+"""Export stage: pruning, QAT, conversion variants, verification against the float original, the gate.
+
+One small model is trained once per session on synthetic faces (32 px, a few seconds) and saved as a
+.keras file the way ``hairseg-edge train`` saves it (batch size None). Each export test converts it
+for real and runs the results through the device runtime; nothing is mocked.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from hairseg_edge.cli import app
+from hairseg_edge.errors import CheckFailed, InputError
+from hairseg_edge.imageio import read_image, write_image
+from hairseg_edge.synth import make_dataset
+
+pytestmark = pytest.mark.train
+
+REPO = Path(__file__).resolve().parents[1]
+SIZE = 32
+REPORT_VARIANT_KEYS = {"name", "path", "size_bytes", "gzip_bytes", "sparsity", "iou", "f1", "agreement_iou",
+                       "max_prob_diff", "p50_ms"}
+
+
+def _tiny_unet(size: int, batch_size: int | None = None):
+    """A two-level U-Net of the layer types the real architectures use (about 28k parameters)."""
+    from hairseg_edge.training.keras_compat import keras
+
+    layers = keras.layers
+    inp = keras.Input((size, size, 3), batch_size=batch_size, name="image")
+    x = layers.Rescaling(1.0 / 255.0, name="rescale")(inp)
+
+    def conv_bn_relu(t, filters, name):
+        t = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_conv")(t)
+        t = layers.BatchNormalization(momentum=0.9, name=f"{name}_bn")(t)
+        return layers.ReLU(name=f"{name}_relu")(t)
+
+    e0 = conv_bn_relu(x, 16, "enc0")
+    e1 = conv_bn_relu(layers.MaxPooling2D(name="pool0")(e0), 32, "enc1")
+    mid = conv_bn_relu(layers.MaxPooling2D(name="pool1")(e1), 32, "mid")
+    d1 = layers.Concatenate(name="cat1")([layers.UpSampling2D(interpolation="bilinear", name="up1")(mid), e1])
+    d1 = conv_bn_relu(d1, 16, "dec1")
+    d0 = layers.Concatenate(name="cat0")([layers.UpSampling2D(interpolation="bilinear", name="up0")(d1), e0])
+    d0 = conv_bn_relu(d0, 16, "dec0")
+    out = layers.Conv2D(1, 1, activation="sigmoid", name="head")(d0)
+    return keras.Model(inp, out, name="tiny_unet")
+
+
+@pytest.fixture(scope="session")
+def export_inputs(tmp_path_factory) -> dict[str, Path]:
+    """Synthetic training and evaluation sets and a float .keras model trained on them."""
+    from hairseg_edge.data import open_dataset
+    from hairseg_edge.training import losses, pipeline
+    from hairseg_edge.training.keras_compat import keras
+
+    root = tmp_path_factory.mktemp("export")
+    data = make_dataset(root / "data", n=40, size=[(48, 48), (40, 56)], seed=21)
+    evaluation = make_dataset(root / "eval", n=8, size=48, seed=22)
+    keras.utils.set_random_seed(0)
+    model = _tiny_unet(SIZE)
+    train = pipeline.make_dataset(open_dataset(data).samples, SIZE, 8, training=True, seed=0)
+    model.compile(keras.optimizers.Adam(1e-2), losses.bce_dice())
+    model.fit(train, epochs=1, steps_per_epoch=300, verbose=0)
+    path = root / "hair.keras"
+    model.save(path)
+    return {"root": root, "data": data, "eval": evaluation, "model": path}
+
+
+@pytest.fixture(scope="module")
+def full_export(export_inputs, tmp_path_factory):
+    """All four variants of the trained model, default gate."""
+    from hairseg_edge.export import ExportOptions, export_model
+
+    out = tmp_path_factory.mktemp("full") / "out"
+    options = ExportOptions(export_inputs["model"], variants=("float32", "float16", "dynamic", "int8"),
+                            data=export_inputs["data"], eval_data=export_inputs["eval"], out=out,
+                            calib_count=24)
+    return options, export_model(options)
+
+
+# --- options ---------------------------------------------------------------------------------------------
+
+
+def test_options_reject_impossible_combinations_when_built(tmp_path):
+    from hairseg_edge.export.options import ExportOptions
+
+    model = tmp_path / "m.keras"
+    data = tmp_path / "data"
+    with pytest.raises(InputError, match="--qat only changes the int8 variant"):
+        ExportOptions(model, variants=("float16",), qat=True, data=data)
+    with pytest.raises(InputError, match="--prune must be a sparsity strictly between 0 and 1"):
+        ExportOptions(model, prune=1.0, data=data)
+    with pytest.raises(InputError, match="--io int8 only applies to the int8 variant"):
+        ExportOptions(model, variants=("float32",), io="int8", data=data)
+    with pytest.raises(InputError, match="--prune fine-tunes the model"):
+        ExportOptions(model, variants=("float32",), prune=0.5, eval_data=data)
+    with pytest.raises(InputError, match="needs calibration images"):
+        ExportOptions(model, variants=("int8",), eval_data=data)
+    with pytest.raises(InputError, match="did you mean 'float16'"):
+        ExportOptions(model, variants=("float61",), data=data)
+    with pytest.raises(InputError, match="--io must be one of uint8, int8, float32"):
+        ExportOptions(model, io="uint16", data=data)
+    options = ExportOptions(model, variants=("int8",), prune=0.5, qat=True, data=data, out=tmp_path / "o")
+    assert options.model_path("int8").name == "m-pruned50-int8-qat.tflite"
+    assert options.to_dict()["io"] == "uint8"
+    assert ExportOptions.from_dict(options.to_dict()) == options
+
+
+def test_pruning_schedule_ends_on_a_mask_update_and_leaves_recovery_steps():
+    from hairseg_edge.export.prune import schedule_for
+
+    for total in (2, 7, 20, 100, 1000, 12345):
+        s = schedule_for(0.5, total)
+        assert s.end_step % s.frequency == 0, s  # the last update applies the final sparsity exactly
+        assert 1 <= s.end_step <= total
+        assert s.end_step <= 0.7 * total + 1
+        assert s.frequency < 100 or total > 1000  # tfmot's default (100) would never fire on short runs
+    with pytest.raises(InputError, match="at least 2 steps"):
+        schedule_for(0.5, 1)
+
+
+# --- conversion variants and the gate --------------------------------------------------------------------
+
+
+def test_every_variant_is_written_loads_in_the_runtime_and_passes_the_gate(full_export, export_inputs):
+    from hairseg_edge.runtime import Segmenter
+    from hairseg_edge.tflite_meta import read_contract
+
+    options, report = full_export
+    assert report.gate.passed, report.gate.reason
+    assert report.gate.mode == "IoU and agreement"
+    assert [v.name for v in report.variants] == ["float32", "float16", "dynamic", "int8"]
+    rgb = read_image(next((export_inputs["eval"] / "images").iterdir()))
+    for row in report.variants:
+        path = Path(row.path)
+        assert path.is_absolute() and path.is_file() and path == options.model_path(row.name).resolve()
+        assert path.stat().st_size == row.size_bytes
+        assert read_contract(path).input_size == SIZE  # the contract travels in the file
+        with Segmenter(path, threads=1) as seg:
+            assert seg.inputs[0].shape == (1, SIZE, SIZE, 3)  # converted from a batch-1 graph
+            result = seg.segment(rgb)
+            assert result.probability.shape == rgb.shape[:2]
+            assert np.all((result.probability >= 0) & (result.probability <= 1))
+        assert row.agreement_iou >= options.min_agreement
+        assert row.iou >= report.float.iou - options.max_drop
+    int8 = report.variant("int8")
+    assert int8.extra["input"]["dtype"] == "uint8" and int8.extra["output"]["dtype"] == "uint8"
+    # Raw camera pixels go in as they are: the Rescaling inside the model makes the input scale 1.
+    assert int8.extra["input"]["scale"] == pytest.approx(1.0) and int8.extra["input"]["zero_point"] == 0
+    assert int8.size_bytes < 0.5 * report.variant("float32").size_bytes
+    assert report.variant("float16").size_bytes < 0.6 * report.variant("float32").size_bytes
+    # The float32 variant of an unpruned model is the reference itself: identical masks.
+    assert report.variant("float32").agreement_iou == 1.0
+    assert report.variant("float32").max_prob_diff == 0.0
+
+
+def test_report_json_has_the_documented_schema(full_export, export_inputs):
+    options, report = full_export
+    data = json.loads(options.report_json_path.read_text())
+    assert data == json.loads(report.to_json())
+    assert set(data) >= {"float", "variants", "gate", "calibration", "evaluation", "versions", "options"}
+    assert REPORT_VARIANT_KEYS <= set(data["float"])
+    assert data["float"]["path"] == str(export_inputs["model"].resolve())
+    assert data["float"]["agreement_iou"] == 1.0
+    for row in data["variants"]:
+        assert REPORT_VARIANT_KEYS <= set(row), row.keys()
+        assert row["status"] == "written"
+        assert row["p50_ms"] > 0 and row["gzip_bytes"] < row["size_bytes"]
+        assert row["sparsity"] == pytest.approx(0.0, abs=0.01)
+    assert set(data["gate"]) >= {"passed", "max_drop", "min_agreement", "reason"}
+    assert data["gate"]["max_drop"] == 0.005 and data["gate"]["min_agreement"] == 0.97
+    # Calibration comes from the training split of --data, evaluation from --eval: disjoint images.
+    assert data["calibration"]["path"] == str(export_inputs["data"].resolve())
+    assert data["calibration"]["count"] == 24 and len(data["calibration"]["ids_hash"]) == 16
+    assert data["evaluation"] == {"path": str(export_inputs["eval"].resolve()), "selection": "all",
+                                  "count": 8, "ids_hash": data["evaluation"]["ids_hash"],
+                                  "ground_truth": True}
+    assert data["versions"]["tensorflow"] and data["versions"]["ai-edge-litert"]
+    md = options.report_md_path.read_text()
+    assert "Gate: **PASSED**" in md and "| int8 | written |" in md
+
+
+def test_existing_outputs_are_refused_without_force_and_left_untouched(full_export, export_inputs):
+    options, _ = full_export
+    before = {p: p.read_bytes() for p in options.out.iterdir()}
+    result = CliRunner().invoke(app, ["export", str(export_inputs["model"]), "--int8", "--float32",
+                                      "--data", str(export_inputs["data"]), "--out", str(options.out)])
+    assert result.exit_code == 2
+    assert "already exists (pass --force to overwrite)" in result.output
+    assert {p: p.read_bytes() for p in options.out.iterdir()} == before
+
+
+def test_broken_calibration_fails_the_gate_exits_1_and_writes_no_model(export_inputs, tmp_path):
+    """Calibrating on constant black images squeezes every activation range: the int8 model is
+    refused, and with --force an earlier good file at its path is not replaced."""
+    black = tmp_path / "black"
+    for i in range(6):
+        write_image(black / "images" / f"b{i}.png", np.zeros((48, 48, 3), np.uint8))
+        write_image(black / "masks" / f"b{i}.png", np.zeros((48, 48), np.uint8))
+    out = tmp_path / "out"
+    earlier = out / "hair-int8.tflite"
+    write_image(out / "keep.png", np.zeros((4, 4), np.uint8))  # unrelated files stay
+    earlier.write_bytes(b"an earlier good model")
+    result = CliRunner().invoke(app, [
+        "export", str(export_inputs["model"]), "--int8", "--calib", str(black),
+        "--eval", str(export_inputs["eval"]), "--out", str(out), "--force"])
+    assert result.exit_code == 1, result.output
+    assert "export gate failed: int8:" in result.output
+    assert earlier.read_bytes() == b"an earlier good model"
+    assert sorted(p.name for p in out.iterdir() if p.suffix == ".tflite") == ["hair-int8.tflite"]
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporary left behind
+    report = json.loads((out / "report.json").read_text())
+    assert report["gate"]["passed"] is False
+    int8 = report["variants"][0]
+    assert int8["status"] == "rejected" and int8["path"] is None
+    assert int8["agreement_iou"] < 0.97 or int8["iou"] < report["float"]["iou"] - 0.005
+    assert report["calibration"]["path"] == str(black.resolve())
+
+
+# --- pruning and QAT -------------------------------------------------------------------------------------
+
+
+def test_prune_half_then_qat_int8_keeps_the_sparsity_and_runs(export_inputs, tmp_path):
+    """--prune 0.5 --qat on an evaluation folder without masks: sparsity 0.5 +- 0.02 per the report
+    and in the kernels, QAT with the sparsity-preserving scheme, gate on agreement only."""
+    from hairseg_edge.export import ExportOptions, export_model
+    from hairseg_edge.runtime import Segmenter
+
+    images_only = tmp_path / "photos"
+    for src in sorted((export_inputs["eval"] / "images").iterdir()):
+        (images_only / src.name).parent.mkdir(exist_ok=True)
+        (images_only / src.name).write_bytes(src.read_bytes())
+    options = ExportOptions(export_inputs["model"], variants=("float16", "int8"), prune=0.5, qat=True,
+                            data=export_inputs["data"], eval_data=images_only, out=tmp_path / "out",
+                            finetune_epochs=1, finetune_steps=20, calib_count=16,
+                            max_drop=1.0, min_agreement=0.0)
+    report = export_model(options)
+
+    pruning = report.pruning
+    assert pruning["sparsity"] == pytest.approx(0.5, abs=0.02)
+    assert pruning["schedule"]["end_step"] <= 20 and pruning["schedule"]["frequency"] >= 1
+    assert {row["layer"] for row in pruning["layers"]} == {"enc1_conv", "mid_conv", "dec1_conv", "dec0_conv"}
+    assert pruning["left_dense"] == ["enc0_conv", "head"]  # the stem and the head
+    for row in pruning["layers"]:
+        assert row["sparsity"] == pytest.approx(0.5, abs=0.02), row
+    assert report.qat["scheme"] == "prune_preserve_8bit" and report.qat["note"] is None
+    assert report.qat["layers_left_float"] == []
+    for row in report.variants:
+        assert row.sparsity == pytest.approx(0.5, abs=0.02), row.name
+        assert row.gzip_bytes < row.size_bytes
+        assert row.iou is None and row.f1 is None and row.agreement_iou is not None
+        with Segmenter(row.path) as seg:
+            assert seg.predict_input(np.zeros((SIZE, SIZE, 3), np.uint8)).shape == (SIZE, SIZE)
+    assert Path(report.variant("int8").path).name == "hair-pruned50-int8-qat.tflite"
+    assert report.variant("int8").extra["built_with"] == "QAT (prune_preserve_8bit)"
+    assert report.gate.mode.startswith("agreement only")
+    assert report.evaluation["ground_truth"] is False
+
+
+def test_pruning_leaves_the_float_original_untouched(export_inputs):
+    from hairseg_edge.export.finetune import plan_finetune
+    from hairseg_edge.export.image_sets import finetune_set
+    from hairseg_edge.export.keras_models import load_float_model
+    from hairseg_edge.export.prune import prune
+
+    model = load_float_model(export_inputs["model"])
+    before = [w.copy() for w in model.get_weights()]
+    images = finetune_set(export_inputs["data"], limit=16)
+    plan = plan_finetune(images, epochs=1, steps=4, batch_size=4, learning_rate=1e-4)
+    result = prune(model, images, SIZE, target=0.3, plan=plan)
+    assert result.overall == pytest.approx(0.3, abs=0.02)
+    assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
+    assert not any(hasattr(layer, "pruning_vars") for layer in result.model.layers)  # stripped
+
+
+# --- inputs and installs ---------------------------------------------------------------------------------
+
+
+def test_a_keras_file_that_is_not_a_model_is_an_input_error(tmp_path, export_inputs):
+    bad = tmp_path / "notes.keras"
+    bad.write_text("not a zip archive")
+    result = CliRunner().invoke(app, ["export", str(bad), "--float32", "--eval", str(export_inputs["eval"]),
+                                      "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2
+    assert f"{bad}: not a loadable Keras model" in result.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_model_with_the_wrong_output_is_refused(tmp_path):
+    from hairseg_edge.export.keras_models import load_float_model
+    from hairseg_edge.training.keras_compat import keras
+
+    inp = keras.Input((SIZE, SIZE, 3))
+    two_class = keras.Model(inp, keras.layers.Conv2D(2, 1, activation="softmax")(inp))
+    path = tmp_path / "two.keras"
+    two_class.save(path)
+    with pytest.raises(InputError, match=r"expected a one-channel output"):
+        load_float_model(path)
+
+
+def test_gate_failure_is_check_failed_with_exit_code_1():
+    from hairseg_edge.export.verify import Scores, judge
+
+    float_scores = Scores(iou=0.80, f1=0.89, agreement_iou=None, max_prob_diff=None, images=10)
+    ok = judge(Scores(0.797, 0.88, 0.985, 0.05, 10), float_scores, max_drop=0.005, min_agreement=0.97)
+    assert ok.passed and "IoU drop +0.0030" in ok.reason
+    at_limit = judge(Scores(0.795, 0.88, 0.97, 0.05, 10), float_scores, max_drop=0.005, min_agreement=0.97)
+    assert at_limit.passed
+    too_low = judge(Scores(0.79, 0.88, 0.99, 0.05, 10), float_scores, max_drop=0.005, min_agreement=0.97)
+    assert not too_low.passed and "0.0100 under the float model's 0.8000" in too_low.reason
+    disagree = judge(Scores(0.80, 0.88, 0.90, 0.4, 10), float_scores, max_drop=0.005, min_agreement=0.97)
+    assert not disagree.passed and "agreement IoU 0.9000" in disagree.reason
+    no_truth = judge(Scores(None, None, 0.99, 0.02, 10), Scores(None, None, None, None, 10),
+                     max_drop=0.005, min_agreement=0.97)
+    assert no_truth.passed and "IoU" not in no_truth.reason.replace("agreement", "")
+    assert CheckFailed.exit_code == 1
+
+
+def test_core_only_install_says_which_extra_to_install(tmp_path):
+    """With TensorFlow not importable (as on a device install) export prints one line, exit 2."""
+    blocker = tmp_path / "site"
+    blocker.mkdir()
+    (blocker / "sitecustomize.py").write_text(textwrap.dedent("""
+        import sys
+
+        class _NoTensorFlow:
+            def find_spec(self, name, path=None, target=None):
+                if name.split(".")[0] in ("tensorflow", "tf_keras", "tensorflow_model_optimization"):
+                    raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+                return None
+
+        sys.meta_path.insert(0, _NoTensorFlow())
+    """))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(blocker), str(REPO)]))
+    code = ("import sys\nfrom hairseg_edge.cli import main\n"
+            f"sys.argv = ['hairseg-edge', 'export', {str(tmp_path / 'm.keras')!r}, '--int8', "
+            f"'--data', {str(tmp_path)!r}]\nmain()\n")
+    proc = subprocess.run([sys.executable, "-c", code],
+                          capture_output=True, text=True, env=env, timeout=120, check=False)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip() == ('hairseg-edge: hairseg-edge export needs the \'train\' extra: '
+                                   'pip install "hairseg-edge[train]"')
