@@ -138,7 +138,8 @@ def test_evaluate_matches_segment_and_the_meter_image_by_image(tiny_tflite, red_
 
 def test_the_celebamask_layout_and_hairless_images(tiny_tflite, synthetic_celeba_dataset, tmp_path):
     out = tmp_path / "celeba.json"
-    result = invoke(tiny_tflite["uint8"], "--data", synthetic_celeba_dataset, "--json", out)
+    result = invoke(tiny_tflite["uint8"], "--data", synthetic_celeba_dataset, "--json", out,
+                    "--threads", "2")
     assert result.exit_code == 0, result.stderr
     report = json.loads(out.read_text())
     assert report["n"] == 10 and report["layout"] == "celebamask-hq"
@@ -320,3 +321,14 @@ def test_peer_models_by_adapter_and_by_detection(peers_dir, tmp_path, file_name,
     by_name, detected = reports
     assert by_name["adapter"] == detected["adapter"] == adapter
     assert by_name["n"] == 3 and by_name["iou"] == detected["iou"]
+
+
+def test_a_peer_as_the_reference_with_its_adapter(peers_dir, tiny_tflite, red_hair, tmp_path):
+    out = tmp_path / "vs_peer.json"
+    result = invoke(tiny_tflite["float32"], "--data", red_hair, "--json", out,
+                    "--reference", peers_dir / "hair_segmentation_mobile.tflite",
+                    "--reference-adapter", "community-mobile", "--max-drop", "1")
+    assert result.exit_code == 0, result.stderr
+    report = json.loads(out.read_text())
+    assert report["adapter"] == "hairseg" and report["reference"]["adapter"] == "community-mobile"
+    assert report["passed"] is True and 0.0 <= report["agreement_iou"] <= 1.0
