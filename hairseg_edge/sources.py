@@ -16,7 +16,6 @@ import glob as globlib
 import os
 import re
 import sys
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +25,10 @@ import numpy as np
 
 from .errors import InputError
 from .imageio import IMAGE_SUFFIXES
+
+# FFmpeg says why a file will not open ("moov atom not found") only on file descriptor 2, like
+# LiteRT when a model will not load: the runtime's capture of native stderr serves both.
+from .runtime import _native_stderr
 
 VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".wmv", ".flv",
                   ".3gp", ".ts", ".mts", ".ogv")
@@ -184,36 +187,10 @@ def open_source(spec: str | os.PathLike[str]) -> Source:
     raise InputError("no such file or folder", path)
 
 
-@contextlib.contextmanager
-def _native_stderr() -> Iterator[list[str]]:
-    """Collect what native code (FFmpeg inside OpenCV) writes to file descriptor 2.
-
-    FFmpeg explains why a file will not open ("moov atom not found") only on stderr, bypassing
-    Python; the lines are captured so the one-line error can carry the reason instead.
-    """
-    lines: list[str] = []
-    try:
-        sys.stderr.flush()
-        saved = os.dup(2)
-    except (OSError, ValueError):  # no real fd 2 (embedded interpreters): nothing to capture
-        yield lines
-        return
-    with tempfile.TemporaryFile() as sink:
-        os.dup2(sink.fileno(), 2)
-        try:
-            yield lines
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            sink.seek(0)
-            text = sink.read().decode("utf-8", errors="replace")
-            lines.extend(line.strip() for line in text.splitlines() if line.strip())
-
-
 def _ffmpeg_reason(lines: list[str]) -> str:
     """``[mov,mp4 @ 0x55] moov atom not found`` -> ``moov atom not found``."""
     for line in lines:
-        reason = re.sub(r"^\[[^\]]*\]\s*", "", line)
+        reason = re.sub(r"^\[[^\]]*\]\s*", "", line.strip())
         if reason:
             return reason
     return ""
@@ -250,7 +227,7 @@ class VideoStream:
             reason = _ffmpeg_reason(native) or "unsupported or corrupt"
             raise InputError(f"cannot open as a video ({reason})", path)
         for line in native:  # opened after all: pass FFmpeg's warnings on unchanged
-            print(line, file=sys.stderr)
+            print(line.rstrip(), file=sys.stderr)
         return cls(capture, str(path), is_camera=False)
 
     @classmethod
