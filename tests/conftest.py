@@ -156,3 +156,26 @@ def peers_dir() -> Path:
     if not folder.is_dir():
         pytest.skip(f"peer models not found at {folder} (set HAIRSEG_PEERS)")
     return folder
+
+
+# ==================================================================================================
+# CLI failure checks (added with test_run.py and test_eval.py)
+# ==================================================================================================
+
+
+@pytest.fixture
+def one_line_error():
+    """``one_line_error(result, *fragments, code=2)`` for a CliRunner result: asserts the exit code,
+    exactly one line on stderr containing every fragment, and no traceback; returns that line."""
+
+    def check(result, *fragments: str, code: int = 2) -> str:
+        assert result.exit_code == code, (result.exit_code, result.stdout, result.stderr)
+        assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1, result.stderr
+        assert "Traceback" not in result.stderr + result.stdout
+        for fragment in fragments:
+            assert fragment in lines[0], lines[0]
+        return lines[0]
+
+    return check

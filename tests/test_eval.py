@@ -36,17 +36,6 @@ def invoke(*args):
     return CliRunner().invoke(app, ["eval", *map(str, args)])
 
 
-def assert_one_line_error(result, *fragments: str, code: int = 2) -> str:
-    assert result.exit_code == code, (result.exit_code, result.stdout, result.stderr)
-    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert "Traceback" not in result.stderr + result.stdout
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-    return lines[0]
-
-
 def negated_last_conv(model: Path, out: Path) -> Path:
     """A copy of ``model`` whose last CONV_2D has its weights and bias negated (a broken model)."""
     import flatbuffers
@@ -209,11 +198,12 @@ def test_int8_against_its_float_original(tiny_tflite, red_hair):
     assert result.to_dict()["reference"]["model"] == str(tiny_tflite["float32"])
 
 
-def test_a_bad_candidate_fails_the_gate_with_exit_1(tiny_tflite, bad_model, red_hair, tmp_path):
+def test_a_bad_candidate_fails_the_gate_with_exit_1(tiny_tflite, bad_model, red_hair, tmp_path,
+                                                    one_line_error):
     out = tmp_path / "bad.json"
     result = invoke(bad_model, "--data", red_hair, "--reference", tiny_tflite["float32"],
                     "--json", out)
-    line = assert_one_line_error(result, "below the reference", code=1)
+    line = one_line_error(result, "below the reference", code=1)
     assert "allowed drop 0.0050" in line
     report = json.loads(out.read_text())  # the scores are still written, for the CI log
     assert report["passed"] is False and report["iou"] < 0.1 and report["reference_iou"] > 0.9
@@ -240,34 +230,34 @@ def test_the_gate_boundary_is_inclusive(tiny_tflite, bad_model, red_hair):
 # --------------------------------------------------------------------------------------------------
 
 
-def test_missing_and_malformed_data_folders(tiny_tflite, tmp_path):
+def test_missing_and_malformed_data_folders(tiny_tflite, tmp_path, one_line_error):
     model = tiny_tflite["float32"]
-    assert_one_line_error(invoke(model, "--data", tmp_path / "nope"), "nope", "no such folder")
+    one_line_error(invoke(model, "--data", tmp_path / "nope"), "nope", "no such folder")
     (tmp_path / "junk").mkdir()
-    assert_one_line_error(invoke(model, "--data", tmp_path / "junk"), "not a data set")
+    one_line_error(invoke(model, "--data", tmp_path / "junk"), "not a data set")
 
 
-def test_a_missing_or_broken_model(red_hair, tmp_path):
-    assert_one_line_error(invoke(tmp_path / "nope.tflite", "--data", red_hair), "nope.tflite")
+def test_a_missing_or_broken_model(red_hair, tmp_path, one_line_error):
+    one_line_error(invoke(tmp_path / "nope.tflite", "--data", red_hair), "nope.tflite")
     fake = tmp_path / "fake.tflite"
     fake.write_text("not a model")
-    assert_one_line_error(invoke(fake, "--data", red_hair), "fake.tflite")
+    one_line_error(invoke(fake, "--data", red_hair), "fake.tflite")
 
 
-def test_a_model_that_is_not_a_hair_model(tiny_tflite, red_hair):
-    assert_one_line_error(invoke(tiny_tflite["classifier"], "--data", red_hair), "tiny_classifier")
+def test_a_model_that_is_not_a_hair_model(tiny_tflite, red_hair, one_line_error):
+    one_line_error(invoke(tiny_tflite["classifier"], "--data", red_hair), "tiny_classifier")
 
 
-def test_no_model_and_no_bundled_model(red_hair, monkeypatch, tmp_path):
+def test_no_model_and_no_bundled_model(red_hair, monkeypatch, tmp_path, one_line_error):
     import hairseg_edge.models as models
 
     monkeypatch.setattr(models, "MODELS_DIR", tmp_path)  # an install without the bundled model
-    assert_one_line_error(invoke("--data", red_hair), "no bundled int8 model")
+    one_line_error(invoke("--data", red_hair), "no bundled int8 model")
 
 
-def test_an_unreadable_image_in_the_data_set(tiny_tflite, red_hair):
+def test_an_unreadable_image_in_the_data_set(tiny_tflite, red_hair, one_line_error):
     (red_hair / "images" / "img03.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage IEND")
-    assert_one_line_error(invoke(tiny_tflite["float32"], "--data", red_hair), "img03.png")
+    one_line_error(invoke(tiny_tflite["float32"], "--data", red_hair), "img03.png")
 
 
 @pytest.mark.parametrize(("args", "fragment"), [
@@ -276,21 +266,21 @@ def test_an_unreadable_image_in_the_data_set(tiny_tflite, red_hair):
     (["--max-drop", "-0.1"], "--max-drop"),
     (["--threads", "0"], "threads"),
 ])
-def test_bad_option_values(tiny_tflite, red_hair, args, fragment):
-    assert_one_line_error(invoke(tiny_tflite["float32"], "--data", red_hair, *args), fragment)
+def test_bad_option_values(tiny_tflite, red_hair, args, fragment, one_line_error):
+    one_line_error(invoke(tiny_tflite["float32"], "--data", red_hair, *args), fragment)
 
 
-def test_ids_that_are_not_in_the_data_set(tiny_tflite, red_hair, tmp_path):
+def test_ids_that_are_not_in_the_data_set(tiny_tflite, red_hair, tmp_path, one_line_error):
     ids_file = tmp_path / "ids.txt"
     ids_file.write_text("img01\nnot_there\n")
-    assert_one_line_error(invoke(tiny_tflite["float32"], "--data", red_hair, "--ids", ids_file),
+    one_line_error(invoke(tiny_tflite["float32"], "--data", red_hair, "--ids", ids_file),
                           "not in the data set", "not_there")
 
 
-def test_an_existing_json_file_needs_force(tiny_tflite, red_hair, tmp_path):
+def test_an_existing_json_file_needs_force(tiny_tflite, red_hair, tmp_path, one_line_error):
     out = tmp_path / "scores.json"
     out.write_text("keep")
-    assert_one_line_error(invoke(tiny_tflite["float32"], "--data", red_hair, "--json", out),
+    one_line_error(invoke(tiny_tflite["float32"], "--data", red_hair, "--json", out),
                           "already exists")
     assert out.read_text() == "keep"
     assert invoke(tiny_tflite["float32"], "--data", red_hair, "--json", out, "--force").exit_code == 0

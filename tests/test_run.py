@@ -36,18 +36,6 @@ def invoke(*args: str | os.PathLike[str]):
     return CliRunner().invoke(app, ["run", *map(str, args)])
 
 
-def assert_one_line_error(result, *fragments: str, code: int = 2) -> str:
-    """Exit ``code``, exactly one line on stderr containing every fragment, and no traceback."""
-    assert result.exit_code == code, (result.exit_code, result.stdout, result.stderr)
-    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert "Traceback" not in result.stderr + result.stdout
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-    return lines[0]
-
-
 def no_temp_files(folder: Path) -> bool:
     return not [p for p in folder.rglob("*") if ".tmp" in p.name or p.name.startswith(".hairseg")]
 
@@ -167,7 +155,8 @@ def test_folder_and_glob_sources_are_sorted_and_skip_other_files(tmp_path, tiny_
 # --------------------------------------------------------------------------------------------------
 
 
-def test_existing_outputs_are_refused_before_any_work_and_force_overwrites(tmp_path, tiny_tflite):
+def test_existing_outputs_are_refused_before_any_work_and_force_overwrites(tmp_path, tiny_tflite,
+                                                                           one_line_error):
     write_head(tmp_path / "a.jpg")
     out = tmp_path / "out"
     model = tiny_tflite["float32"]
@@ -176,7 +165,7 @@ def test_existing_outputs_are_refused_before_any_work_and_force_overwrites(tmp_p
     mask.write_bytes(b"sentinel")  # so a rewrite would show
 
     refused = invoke(tmp_path / "a.jpg", "--model", model, "--out", out, "--overlay")
-    assert_one_line_error(refused, str(mask), "already exists", "--force")
+    one_line_error(refused, str(mask), "already exists", "--force")
     assert mask.read_bytes() == b"sentinel"
     assert not (out / "a_overlay.jpg").exists()  # refused before doing any work for that input
 
@@ -220,82 +209,83 @@ def test_two_inputs_with_the_same_stem_do_not_overwrite_each_other(tmp_path, tin
 # --------------------------------------------------------------------------------------------------
 
 
-def test_missing_source(tmp_path):
+def test_missing_source(tmp_path, one_line_error):
     result = invoke(tmp_path / "nope.jpg", "--out", tmp_path / "out")
-    assert_one_line_error(result, "nope.jpg", "no such file or folder")
+    one_line_error(result, "nope.jpg", "no such file or folder")
     assert not (tmp_path / "out").exists()
 
 
-def test_glob_matching_nothing(tmp_path):
-    assert_one_line_error(invoke(f"{tmp_path}/*.jpg"), "pattern matches no images or videos")
+def test_glob_matching_nothing(tmp_path, one_line_error):
+    one_line_error(invoke(f"{tmp_path}/*.jpg"), "pattern matches no images or videos")
 
 
-def test_a_file_that_is_neither_image_nor_video(tmp_path):
+def test_a_file_that_is_neither_image_nor_video(tmp_path, one_line_error):
     (tmp_path / "notes.txt").write_text("hello")
-    assert_one_line_error(invoke(tmp_path / "notes.txt", "--out", tmp_path / "out"),
+    one_line_error(invoke(tmp_path / "notes.txt", "--out", tmp_path / "out"),
                           "notes.txt", "not an image or a video")
 
 
-def test_an_empty_folder(tmp_path):
+def test_an_empty_folder(tmp_path, one_line_error):
     (tmp_path / "empty").mkdir()
-    assert_one_line_error(invoke(tmp_path / "empty"), "no images or videos in this folder")
+    one_line_error(invoke(tmp_path / "empty"), "no images or videos in this folder")
 
 
 @pytest.mark.parametrize("colour", ["nope", "#12345", "300,0,0"])
-def test_a_bad_recolour_value(tmp_path, colour):
+def test_a_bad_recolour_value(tmp_path, colour, one_line_error):
     write_head(tmp_path / "a.jpg")
     result = invoke(tmp_path / "a.jpg", "--recolor", colour, "--out", tmp_path / "out")
-    assert_one_line_error(result, "--recolor", repr(colour))
+    one_line_error(result, "--recolor", repr(colour))
     assert not (tmp_path / "out").exists()
 
 
-def test_an_output_folder_that_is_a_file_or_under_a_file(tmp_path):
+def test_an_output_folder_that_is_a_file_or_under_a_file(tmp_path, one_line_error):
     write_head(tmp_path / "a.jpg")
     blocker = tmp_path / "blocker"
     blocker.write_text("I am a file")
-    assert_one_line_error(invoke(tmp_path / "a.jpg", "--out", blocker), "is a file, not a folder")
-    assert_one_line_error(invoke(tmp_path / "a.jpg", "--out", blocker / "sub"),
+    one_line_error(invoke(tmp_path / "a.jpg", "--out", blocker), "is a file, not a folder")
+    one_line_error(invoke(tmp_path / "a.jpg", "--out", blocker / "sub"),
                           "cannot write to the output folder")
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root can write into a read-only folder")
-def test_a_read_only_output_folder(tmp_path):
+def test_a_read_only_output_folder(tmp_path, one_line_error):
     write_head(tmp_path / "a.jpg")
     out = tmp_path / "ro"
     out.mkdir()
     out.chmod(0o500)
     try:
-        assert_one_line_error(invoke(tmp_path / "a.jpg", "--out", out), "cannot write")
+        one_line_error(invoke(tmp_path / "a.jpg", "--out", out), "cannot write")
     finally:
         out.chmod(0o700)
 
 
-def test_a_model_that_is_not_a_model(tmp_path):
+def test_a_model_that_is_not_a_model(tmp_path, one_line_error):
     write_head(tmp_path / "a.jpg")
     fake = tmp_path / "fake.tflite"
     fake.write_bytes(b"\x00" * 64)
     result = invoke(tmp_path / "a.jpg", "--model", fake, "--out", tmp_path / "out")
-    assert_one_line_error(result, "fake.tflite")
+    one_line_error(result, "fake.tflite")
     assert list((tmp_path / "out").iterdir()) == []
 
 
 @pytest.mark.parametrize(("option", "value"), [("--threads", "0"), ("--frames", "0")])
-def test_bad_numbers(tmp_path, option, value):
+def test_bad_numbers(tmp_path, option, value, one_line_error):
     write_head(tmp_path / "a.jpg")
-    assert_one_line_error(invoke(tmp_path / "a.jpg", option, value), option)
+    one_line_error(invoke(tmp_path / "a.jpg", option, value), option)
 
 
-def test_show_without_gui_support_says_what_to_install(tmp_path, monkeypatch):
+def test_show_without_gui_support_says_what_to_install(tmp_path, monkeypatch, one_line_error):
     import hairseg_edge.runner as runner_module
 
     monkeypatch.setattr(runner_module, "gui_available", lambda: False)
     write_head(tmp_path / "a.jpg")
     result = invoke(tmp_path / "a.jpg", "--show", "--out", tmp_path / "out")
-    assert_one_line_error(result, "pip install opencv-python")
+    one_line_error(result, "pip install opencv-python")
     assert not (tmp_path / "out").exists()
 
 
-def test_show_when_the_window_cannot_open_says_what_to_install(tmp_path, monkeypatch, tiny_tflite):
+def test_show_when_the_window_cannot_open_says_what_to_install(tmp_path, monkeypatch, tiny_tflite,
+                                                               one_line_error):
     import hairseg_edge.runner as runner_module
 
     def no_window(*_args):
@@ -307,7 +297,7 @@ def test_show_when_the_window_cannot_open_says_what_to_install(tmp_path, monkeyp
     write_head(tmp_path / "a.jpg")
     result = invoke(tmp_path / "a.jpg", "--show", "--model", tiny_tflite["float32"],
                     "--out", tmp_path / "out")
-    assert_one_line_error(result, "pip install opencv-python")
+    one_line_error(result, "pip install opencv-python")
 
 
 def test_show_stops_a_video_on_q_and_keeps_what_was_written(tmp_path, monkeypatch, tiny_tflite):
@@ -336,13 +326,13 @@ def test_this_headless_opencv_is_detected_as_having_no_gui():
     assert gui_available() == (build_gui.group(1).upper() != "NONE")
 
 
-def test_a_camera_that_cannot_be_opened(tmp_path):
+def test_a_camera_that_cannot_be_opened(tmp_path, one_line_error):
     result = invoke("57", "--out", tmp_path / "out", "--frames", "3")
-    assert_one_line_error(result, "cannot open camera 57")
+    one_line_error(result, "cannot open camera 57")
 
 
 @pytest.mark.parametrize("content", [b"hello, not a video", None])
-def test_a_broken_video_file(tmp_path, content):
+def test_a_broken_video_file(tmp_path, content, one_line_error):
     path = tmp_path / "broken.mp4"
     if content is None:  # a real video cut short: the index at the end is missing
         data = write_video(tmp_path / "full.mp4", frames=30).read_bytes()
@@ -351,7 +341,7 @@ def test_a_broken_video_file(tmp_path, content):
         path.write_bytes(content)
     result = invoke(path, "--out", tmp_path / "out", "--model", tmp_path / "unused.tflite")
     # The source is checked before the model, so the model path does not matter here.
-    assert_one_line_error(result, "broken.mp4", "cannot open as a video")
+    one_line_error(result, "broken.mp4", "cannot open as a video")
     assert no_temp_files(tmp_path / "out")
 
 
@@ -464,13 +454,13 @@ def test_a_camera_stream_runs_like_a_video_and_stops_after_frames(tmp_path, vide
     assert video_info(tmp_path / "out" / "camera0_recolor.mp4")[0] == 20
 
 
-def test_an_existing_video_output_is_refused(tmp_path, tiny_tflite):
+def test_an_existing_video_output_is_refused(tmp_path, tiny_tflite, one_line_error):
     clip = write_video(tmp_path / "clip.mp4", frames=10)
     out = tmp_path / "out"
     out.mkdir()
     (out / "clip_mask.mp4").write_bytes(b"keep me")
     result = invoke(clip, "--model", tiny_tflite["float32"], "--out", out)
-    assert_one_line_error(result, "clip_mask.mp4", "already exists")
+    one_line_error(result, "clip_mask.mp4", "already exists")
     assert (out / "clip_mask.mp4").read_bytes() == b"keep me"
 
 
