@@ -37,3 +37,13 @@ test-slow: $(VENV)/.installed-train-test
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info $(OUT) .pytest_cache
+
+# ---- check-arm64 (issue 9) ------------------------------------------------------------------------
+# The Raspberry Pi path on arm64 under qemu emulation: a Debian bookworm arm64 root (cached outside the
+# clone in $HAIRSEG_ARM64_CACHE, default ~/.cache/hairseg-edge/arm64), the core wheel of this tree in a
+# fresh venv there, info/bench/run/eval, and the arm64 mask checked against x86 (IoU >= 0.99).
+# Needs root, binfmt_misc and the network to Debian/PyPI; where missing it says so in one line, exit 0.
+# More options: make check-arm64 ARM64_ARGS="--model my.tflite --cpu pi5" (see scripts/check_arm64.py -h).
+.PHONY: check-arm64
+check-arm64:
+	@PY_BIN=$$(sh scripts/find_python.sh) || exit 2; "$$PY_BIN" scripts/check_arm64.py $(ARM64_ARGS)
