@@ -362,10 +362,9 @@ class _Pipeline:
             mask = np.asarray(seg.mask, dtype=bool)
         weight = probability
         images: dict[str, np.ndarray] = {"mask": render.mask_to_uint8(mask)}
-        if "matte" in roles or (self.options.soft and ("overlay" in roles or "recolor" in roles)):
+        if "matte" in roles:  # --soft: the matte is written and also softens overlay/recolour edges
             weight = refine_matte(rgb, probability, model_input_size=self.segmenter.input_size)
-            if "matte" in roles:
-                images["matte"] = matte_to_uint8(weight)
+            images["matte"] = matte_to_uint8(weight)
         if "overlay" in roles:
             images["overlay"] = render.overlay(rgb, weight)
         if "recolor" in roles and self.color is not None:
@@ -448,14 +447,15 @@ class Runner:
                 written.append(str(path))
         except HairsegError as err:
             return ItemResult(item.name, IMAGE, error=str(err))
+        result = ItemResult(item.name, IMAGE, tuple(written), frames=1,
+                            size=(rgb.shape[1], rgb.shape[0]), hair_fraction=frame.hair_fraction)
         if self.window is not None:
             shown = frame.images.get("recolor", frame.images.get("overlay"))
             if shown is None:
                 shown = render.overlay(rgb, frame.mask.astype(np.float32))
             if not self.window.show(shown, 0):
-                raise _Stop
-        return ItemResult(item.name, IMAGE, tuple(written), frames=1,
-                          size=(rgb.shape[1], rgb.shape[0]), hair_fraction=frame.hair_fraction)
+                raise _Stop(result)
+        return result
 
     # -- videos and cameras ------------------------------------------------------------------------
 
@@ -560,21 +560,17 @@ class Runner:
             yield self.stream(camera, f"camera{source.camera_index}", "camera")
             return
         images = [item for item in source.items if item.kind == IMAGE]
-        if images:
+        videos = [item for item in source.items if item.kind != IMAGE]
+        if images:  # images share one progress bar; each video gets its own
             self.observer.start("images", len(images))
-        for item in source.items:
-            if item.kind != IMAGE:
-                continue
-            result = self.image(item)
-            if not result.ok:
-                self.observer.problem(result.error or item.name)
-            self.observer.advance()
-            yield result
-        if images:
+            for item in images:
+                result = self.image(item)
+                if not result.ok:
+                    self.observer.problem(result.error or item.name)
+                self.observer.advance()
+                yield result
             self.observer.finish()
-        for item in source.items:
-            if item.kind == IMAGE:
-                continue
+        for item in videos:
             result = self.video(item)
             if not result.ok:
                 self.observer.problem(result.error or item.name)

@@ -318,6 +318,22 @@ def test_show_stops_a_video_on_q_and_keeps_what_was_written(tmp_path, monkeypatc
     assert video_info(tmp_path / "out" / "clip_overlay.mp4")[0] == 5
 
 
+def test_show_stops_a_folder_on_q_after_the_image_on_screen(tmp_path, monkeypatch, tiny_tflite):
+    import hairseg_edge.runner as runner_module
+
+    monkeypatch.setattr(runner_module, "gui_available", lambda: True)
+    monkeypatch.setenv("DISPLAY", ":0")
+    monkeypatch.setattr(cv2, "imshow", lambda _title, _frame: None)
+    monkeypatch.setattr(cv2, "waitKey", lambda _ms: 27)  # Esc on the first image
+    monkeypatch.setattr(cv2, "destroyWindow", lambda _title: None)
+    for i in range(3):
+        write_head(tmp_path / "src" / f"p{i}.png", seed=i)
+    result = run_source(tmp_path / "src", RunOptions(out_dir=tmp_path / "out",
+                                                     model=tiny_tflite["float32"], show=True))
+    assert result.stopped_by_user and [Path(i.input).name for i in result.items] == ["p0.png"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["p0_mask.png"]
+
+
 def test_this_headless_opencv_is_detected_as_having_no_gui():
     from hairseg_edge.runner import gui_available
 
