@@ -138,7 +138,9 @@ def build_deeplabv3(input_size: int = 160, width: float = 0.25, batch_size: int 
     feat = input_size // 8
     aspp_ch = _ch(256, width)
     # Rates 6/12/18 are for 65x65 feature maps; scale them to this feature size so taps stay inside.
-    rates = [max(1, round(r * feat / 65 * 2)) for r in (6, 12, 18)]
+    rates: list[int] = []
+    for r in (6, 12, 18):
+        rates.append(max(len(rates) + 1, round(r * feat / 65 * 2), rates[-1] + 1 if rates else 1))
     branches = [_conv_bn_relu(x, aspp_ch, "aspp_1x1", kernel=1)]
     for r in rates:
         branches.append(_conv_bn_relu(x, aspp_ch, f"aspp_d{r}", dilation=r))

@@ -66,7 +66,12 @@ class TrainOptions:
     def __post_init__(self) -> None:
         if not self.data:
             raise InputError("give at least one --data folder")
-        archs.get_arch(self.arch)  # raises with the valid names
+        try:
+            archs.get_arch(self.arch)
+        except ValueError as exc:  # names the valid architectures
+            raise InputError(str(exc)) from None
+        if self.width is not None and not 0.05 <= self.width <= 4.0:
+            raise InputError(f"--width must be in [0.05, 4], got {self.width}")
         if self.epochs < 1:
             raise InputError(f"--epochs must be >= 1, got {self.epochs}")
         if self.batch < 1:
@@ -341,7 +346,7 @@ class Trainer:
         self.params = int(model.count_params())
         self.macs = archs.count_macs(archs.build_model(o.arch, o.img_size, o.width, batch_size=1))
 
-        if state is not None and (state.get("finished") or initial_epoch >= o.epochs):
+        if state is not None and (initial_epoch >= o.epochs or state.get("stopped_early")):
             self.progress("already_done", {"epoch": initial_epoch})
             return self._result(stopped_early=bool(state.get("stopped_early")))
 

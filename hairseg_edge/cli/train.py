@@ -16,7 +16,11 @@ from ._common import console, reports_errors
 def require_train_extra(what: str) -> None:
     """Fail with one line when TensorFlow / tf-keras are missing (a core-only install)."""
     for module in ("tensorflow", "tf_keras"):
-        if importlib.util.find_spec(module) is None:
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except (ImportError, ValueError):  # a broken or blocked install counts as missing
+            found = False
+        if not found:
             raise MissingExtraError("train", what)
 
 

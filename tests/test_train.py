@@ -1,0 +1,284 @@
+"""Training side: architectures, tfmot compatibility, the tf.data pipeline, fit/resume, tf.distribute, CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from hairseg_edge.cli import app
+from hairseg_edge.synth import make_dataset
+
+pytestmark = pytest.mark.train
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory) -> Path:
+    """40 synthetic faces, mixed aspect ratios (the validation split keeps a few)."""
+    return make_dataset(tmp_path_factory.mktemp("train") / "data", n=40, size=[(72, 72), (64, 96)], seed=3)
+
+
+def _subprocess_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")])
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    return env
+
+
+# --- architectures ---------------------------------------------------------------------------------------
+def test_every_arch_builds_batch1_with_one_channel_probability():
+    from hairseg_edge.training import archs
+
+    assert set(archs.arch_names()) >= {"custom_cnn", "unet", "deeplabv3"}
+    assert any(n.startswith("mobile") for n in archs.arch_names())
+    assert archs.DEFAULT_ARCH.startswith("mobile")
+    for name in archs.arch_names():
+        model = archs.build_model(name, input_size=64, width=0.25, batch_size=1)
+        assert model.input_shape == (1, 64, 64, 3), name
+        assert model.output_shape == (1, 64, 64, 1), name
+        out = model(np.full((1, 64, 64, 3), 255.0, np.float32)).numpy()
+        assert np.all((out >= 0) & (out <= 1)), name
+        assert archs.count_macs(model) > 0
+        # Normalisation is inside the model: the contract feeds raw 0..255 values.
+        assert model.layers[1].__class__.__name__ == "Rescaling"
+
+
+def test_count_macs_matches_a_hand_computed_conv():
+    from hairseg_edge.training.archs import count_macs
+    from hairseg_edge.training.keras_compat import keras
+
+    inp = keras.Input((8, 8, 3), batch_size=1)
+    x = keras.layers.Conv2D(4, 3, padding="same")(inp)  # 8*8*3*3*3*4 = 6912
+    x = keras.layers.DepthwiseConv2D(3, padding="same")(x)  # 8*8*3*3*4 = 2304
+    assert count_macs(keras.Model(inp, x)) == 6912 + 2304
+
+
+def test_unknown_arch_names_the_valid_ones():
+    from hairseg_edge.training import archs
+
+    with pytest.raises(ValueError, match="mobile_unet"):
+        archs.build_model("mobile_unett")
+
+
+@pytest.mark.parametrize("name", ["custom_cnn", "unet", "deeplabv3", "mobile_unet"])
+def test_every_arch_survives_pruning_and_quantization_aware_training(name):
+    """Only tfmot-supported layers: the export stage's pruning and QAT wrappers take every layer."""
+    import tensorflow_model_optimization as tfmot
+
+    from hairseg_edge.export import qat
+    from hairseg_edge.export.prune import layers_to_prune
+    from hairseg_edge.training import archs
+    from hairseg_edge.training.keras_compat import keras
+
+    model = archs.build_model(name, input_size=32, width=0.25, batch_size=1)
+    chosen, _ = layers_to_prune(model)
+    pruned = keras.models.clone_model(
+        model, clone_function=lambda layer: tfmot.sparsity.keras.prune_low_magnitude(layer)
+        if layer.name in chosen else layer)
+    assert sum("prune_low_magnitude" in layer.name for layer in pruned.layers) == len(chosen) > 0
+    annotated, left_float = qat.annotate(archs.build_model(name, input_size=32, width=0.25, batch_size=1))
+    # BatchNorm right after a conv is folded into it by quantize_apply's transforms, not annotated.
+    not_folded = [n for n in left_float if not n.endswith("_bn")]
+    assert not_folded == [], f"layers QAT cannot quantize: {not_folded}"
+    quantized, scheme, _note = qat.apply_scheme(annotated, preserve_sparsity=False)
+    assert quantized(np.zeros((1, 32, 32, 3), np.float32)).shape == (1, 32, 32, 1)
+
+
+# --- pipeline --------------------------------------------------------------------------------------------
+def test_pipeline_batches_follow_the_contract(tiny_data):
+    from hairseg_edge.data import open_dataset
+    from hairseg_edge.training.pipeline import make_dataset as make_tf_dataset
+
+    ds = open_dataset(tiny_data)
+    pipe = make_tf_dataset(ds.samples, input_size=32, batch_size=4, training=True, seed=1)
+    images, masks = next(iter(pipe))
+    assert images.shape == (4, 32, 32, 3) and images.dtype.name == "float32"
+    assert masks.shape == (4, 32, 32, 1)
+    assert float(images.numpy().max()) > 1.5  # raw 0..255, not normalised
+    assert set(np.unique(masks.numpy())) <= {0.0, 1.0}
+    val = make_tf_dataset(ds.samples, input_size=32, batch_size=16, training=False)
+    assert sum(int(b[0].shape[0]) for b in val) == len(ds)  # validation: every image once, in order
+
+
+def test_augment_is_deterministic_and_keeps_masks_binary():
+    from hairseg_edge.synth import render_sample
+    from hairseg_edge.training.pipeline import augment
+
+    rgb, mask = render_sample(np.random.default_rng(0), 80, 60)
+    a = augment(rgb, mask, np.random.default_rng([1, 2, 3]))
+    b = augment(rgb, mask, np.random.default_rng([1, 2, 3]))
+    assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+    assert a[0].shape == rgb.shape and a[1].shape == mask.shape
+    assert set(np.unique(a[1])) <= {0, 1}
+
+
+def test_validation_matches_the_training_pipeline_letterbox(tiny_data):
+    """Validation images are exactly the contract's letterbox of the decoded file."""
+    from hairseg_edge import contract
+    from hairseg_edge.data import load_sample, open_dataset
+    from hairseg_edge.training.pipeline import make_dataset as make_tf_dataset
+
+    ds = open_dataset(tiny_data)
+    images, _ = next(iter(make_tf_dataset(ds.samples[:1], 32, 1, training=False)))
+    rgb, _ = load_sample(ds.samples[0])
+    expected, _ = contract.letterbox_image(rgb, 32)
+    assert np.array_equal(images.numpy()[0].astype(np.uint8), expected)
+
+
+# --- fit, outputs, resume ---------------------------------------------------------------------------------
+def _train_args(data: Path, out: Path, epochs: int, extra: list[str] | None = None) -> list[str]:
+    return ["train", "--data", str(data), "--arch", "mobile_unet", "--img-size", "32", "--width", "0.25",
+            "--epochs", str(epochs), "--batch", "4", "--out", str(out), *(extra or [])]
+
+
+def test_train_writes_model_history_and_curve(tiny_data, tmp_path):
+    out = tmp_path / "run"
+    result = CliRunner().invoke(app, _train_args(tiny_data, out, 2))
+    assert result.exit_code == 0, result.output
+    for name in ("model.keras", "history.csv", "history.json", "training_curve.png", "state.json",
+                 "train_options.json"):
+        assert (out / name).is_file(), name
+    history = json.loads((out / "history.json").read_text())
+    assert [row["epoch"] for row in history] == [1, 2]
+    assert all(0.0 <= row["val_iou"] <= 1.0 and row["images_per_s"] > 0 for row in history)
+    assert "best val IoU" in result.output
+
+    from hairseg_edge.training.keras_compat import keras
+
+    model = keras.models.load_model(out / "model.keras", safe_mode=True, compile=False)
+    assert model.output_shape == (None, 32, 32, 1)
+    # A second run into the same folder is refused (nothing is overwritten unasked).
+    again = CliRunner().invoke(app, _train_args(tiny_data, out, 2))
+    assert again.exit_code == 2
+    assert "--resume" in again.output
+
+
+def test_resume_continues_to_the_total_epochs(tiny_data, tmp_path):
+    out = tmp_path / "run"
+    assert CliRunner().invoke(app, _train_args(tiny_data, out, 1)).exit_code == 0
+    result = CliRunner().invoke(app, _train_args(tiny_data, out, 3, ["--resume"]))
+    assert result.exit_code == 0, result.output
+    history = json.loads((out / "history.json").read_text())
+    assert [row["epoch"] for row in history] == [1, 2, 3]
+    checkpoints = sorted(out.glob("checkpoint-epoch-*.keras"))
+    assert [p.name for p in checkpoints] == ["checkpoint-epoch-0003.keras"]
+    assert not list(out.glob(".*tmp*"))  # no temporary files left behind
+
+
+def test_resume_without_a_run_is_one_line_exit_2(tiny_data, tmp_path):
+    result = CliRunner().invoke(app, _train_args(tiny_data, tmp_path / "empty", 1, ["--resume"]))
+    assert result.exit_code == 2
+    assert "nothing to resume" in result.output
+
+
+def test_kill_9_mid_training_then_resume_loses_no_finished_epoch(tiny_data, tmp_path):
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "hairseg_edge", *_train_args(tiny_data, out, 6)]
+    proc = subprocess.Popen(cmd, env=_subprocess_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 180
+    try:
+        while time.time() < deadline:
+            state = out / "state.json"
+            if state.exists() and json.loads(state.read_text())["epoch"] >= 1:  # two epochs done
+                break
+            assert proc.poll() is None, "training ended before it could be killed"
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait(timeout=30)
+    done = json.loads((out / "state.json").read_text())["epoch"] + 1
+    assert 2 <= done < 6
+    result = CliRunner().invoke(app, _train_args(tiny_data, out, 6, ["--resume"]))
+    assert result.exit_code == 0, result.output
+    history = json.loads((out / "history.json").read_text())
+    assert [row["epoch"] for row in history] == list(range(1, 7))
+
+
+def test_mirrored_strategy_on_two_logical_cpus(tiny_data, tmp_path):
+    """The several-GPU path, run on one machine with two logical CPU devices."""
+    script = textwrap.dedent(f"""
+        import os
+        os.environ["TF_USE_LEGACY_KERAS"] = "1"
+        import tensorflow as tf
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(
+            cpu, [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()])
+        from hairseg_edge.training.train import TrainOptions, Trainer, select_strategy
+        strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+        import hairseg_edge.training.train as t
+        t.select_strategy = lambda name: strategy
+        opts = TrainOptions(data=({str(tiny_data)!r},), out={str(tmp_path / 'run')!r}, arch="mobile_unet",
+                            img_size=32, width=0.25, epochs=1, batch=2, strategy="mirrored")
+        events = []
+        result = Trainer(opts, progress=lambda e, i: events.append((e, i))).run()
+        start = [i for e, i in events if e == "start"][0]
+        print("REPLICAS", start["replicas"], "EPOCHS", result.epochs_run)
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], env=_subprocess_env(), capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "REPLICAS 2 EPOCHS 1" in proc.stdout
+
+
+def test_strategy_selection_follows_tf_config(monkeypatch):
+    from hairseg_edge.training.train import select_strategy
+
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    assert select_strategy("auto").num_replicas_in_sync == 1
+
+
+# --- CLI -------------------------------------------------------------------------------------------------
+def test_list_archs_reports_params_and_macs():
+    result = CliRunner().invoke(app, ["train", "--list-archs", "--img-size", "64"])
+    assert result.exit_code == 0, result.output
+    for name in ("custom_cnn", "unet", "deeplabv3", "mobile_unet"):
+        assert name in result.output
+    assert "MACs" in result.output
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--data", "/no/such/folder"], "no such folder"),
+    (["--data", "{data}", "--arch", "resnet"], "unknown architecture"),
+    (["--data", "{data}", "--img-size", "50"], "multiple of 32"),
+    (["--data", "{data}", "--epochs", "0"], "--epochs"),
+    ([], "--data"),
+])
+def test_bad_train_arguments_are_one_line_exit_2(tiny_data, tmp_path, args, message):
+    args = [a.replace("{data}", str(tiny_data)) for a in args]
+    result = CliRunner().invoke(app, ["train", *args, "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2
+    assert message in result.output
+    assert "Traceback" not in result.output
+
+
+def test_train_without_the_train_extra_says_what_to_install(tmp_path):
+    """A core-only install: TensorFlow missing -> one line naming hairseg-edge[train], exit 2."""
+    blocker = tmp_path / "block"
+    blocker.mkdir()
+    (blocker / "sitecustomize.py").write_text(textwrap.dedent("""
+        import importlib.abc, sys
+        class _Block(importlib.abc.MetaPathFinder):
+            def find_spec(self, name, path=None, target=None):
+                if name.split(".")[0] in ("tensorflow", "tf_keras", "tensorflow_model_optimization"):
+                    raise ModuleNotFoundError(name)
+                return None
+        sys.meta_path.insert(0, _Block())
+    """))
+    env = _subprocess_env()
+    env["PYTHONPATH"] = os.pathsep.join([str(blocker), env["PYTHONPATH"]])
+    proc = subprocess.run([sys.executable, "-m", "hairseg_edge", "train", "--data", str(tmp_path)],
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "hairseg-edge[train]" in lines[0], proc.stderr
