@@ -69,9 +69,11 @@ def core_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def model_args(tiny_packaging_models) -> list[str]:
-    """No argument for the bundled model (the commands' default); ``--model`` for a tiny one."""
-    return [] if BUNDLED_INT8.is_file() else [str(tiny_packaging_models["int8"])]
+def model_args(request: pytest.FixtureRequest) -> list[str]:
+    """No argument for the bundled model (the commands' default); else a tiny int8 model's path."""
+    if BUNDLED_INT8.is_file():
+        return []
+    return [str(request.getfixturevalue("tiny_packaging_models")["int8"])]
 
 
 @pytest.fixture(scope="module")
