@@ -506,7 +506,6 @@ def package_model(model_path: str | os.PathLike[str], out: str | os.PathLike[str
     packaged, io_spec = package_bytes(data, source)
 
     max_diff = None
-    written: Path | None = None
     if verify:
         # MediaPipe loads models from files: check the exact bytes from a private temporary file
         # beside the target, and only then move them into place.

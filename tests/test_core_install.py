@@ -104,7 +104,8 @@ def test_core_install_has_no_tensorflow_and_no_generic_top_level_packages(core_v
                                capture_output=True, text=True, check=True, env=_env())
     names = {p["name"].lower().replace("_", "-") for p in json.loads(installed.stdout)}
     assert "hairseg-edge" in names and "ai-edge-litert" in names
-    assert not names & {"tensorflow", "tf-keras", "tensorflow-model-optimization", "mediapipe", "keras"}, names
+    heavy = {"tensorflow", "tf-keras", "tensorflow-model-optimization", "mediapipe", "keras"}
+    assert not names & heavy, names
     # Run from an empty folder: the repo's own training/ and export/ folders must not be on the path.
     code = ("import importlib.util, sys\n"
             f"heavy = [m for m in {HEAVY!r} if importlib.util.find_spec(m)]\n"
