@@ -107,7 +107,7 @@ def export_model(options: ExportOptions, *, progress: Progress | None = None) ->
         source = pruned.model if pruned is not None else model
         weights_to_measure = (pruned.pruned_weights if pruned is not None
                               else _prunable_weights(model))
-        source_sparsity = measure_sparsity(source, weights_to_measure).overall
+        source_sparsity = _sparsity(source, weights_to_measure)
         source_b1 = with_batch_size_one(source)
         representative = (representative_dataset(calibration, size) if calibration is not None else None)
 
@@ -116,7 +116,7 @@ def export_model(options: ExportOptions, *, progress: Progress | None = None) ->
             say(f"converting {spec.name}" + (" (from the QAT model)" if spec.name == "int8" and qat else ""))
             if spec.name == "int8" and qat is not None:
                 data = convert(qat.export_model, spec, io=options.io, representative=representative)
-                sparsity = measure_sparsity(qat.model, weights_to_measure).overall
+                sparsity = _sparsity(qat.model, weights_to_measure)
                 built_with = f"QAT ({qat.scheme})"
             elif spec.name == "float32" and pruned is None:
                 data = reference_bytes  # the very same conversion as the reference
@@ -153,7 +153,7 @@ def export_model(options: ExportOptions, *, progress: Progress | None = None) ->
         float_row = ModelResult(
             name="float", path=str(options.model.resolve()), size_bytes=len(reference_bytes),
             gzip_bytes=gzip_size(reference_bytes),
-            sparsity=measure_sparsity(model, weights_to_measure).overall,
+            sparsity=_sparsity(model, weights_to_measure),
             iou=reference_scores.iou, f1=reference_scores.f1, agreement_iou=1.0, max_prob_diff=0.0,
             p50_ms=latency["float"], status="reference",
             reason="the .keras model as given, converted to float32 .tflite",
@@ -203,12 +203,19 @@ def _compress(model: Any, size: int, tuning: ImageSet | None, options: ExportOpt
 
 def _prunable_weights(model: Any) -> dict[str, str]:
     """``{layer: kernel attribute}`` of the kernels pruning would touch (sparsity of an unpruned model)."""
-    chosen, _ = layers_to_prune(model)
+    try:
+        chosen, _ = layers_to_prune(model)
+    except InputError:  # nothing prunable: the sparsity column stays empty
+        return {}
     weights = {}
     for name in chosen:
         layer = model.get_layer(name)
         weights[name] = "pointwise_kernel" if type(layer).__name__ == "SeparableConv2D" else "kernel"
     return weights
+
+
+def _sparsity(model: Any, weights: dict[str, str]) -> float | None:
+    return measure_sparsity(model, weights).overall if weights else None
 
 
 def _variant_row(cand: _Candidate, p50_ms: float) -> ModelResult:

@@ -22,6 +22,7 @@ result's ``note`` says so and why, and the sparsity that survives is measured an
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -120,11 +121,19 @@ def apply_scheme(annotated: keras.Model, preserve_sparsity: bool) -> tuple[keras
                 scheme = tfmot.experimental.combine.Default8BitPrunePreserveQuantizeScheme()
                 return qk.quantize_apply(annotated, scheme), PRUNE_PRESERVE_SCHEME, None
             except (ValueError, RuntimeError, TypeError) as exc:
-                reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-                note = (f"sparsity-preserving QAT is not possible for this model ({reason}); used the "
-                        "default 8-bit scheme, so fine-tuning may refill pruned weights (the "
+                note = (f"sparsity-preserving QAT is not possible for this model ({_short_reason(exc)}); "
+                        "used the default 8-bit scheme, so fine-tuning may refill pruned weights (the "
                         "sparsity that survived is reported)")
         return qk.quantize_apply(annotated), DEFAULT_SCHEME, note
+
+
+def _short_reason(exc: BaseException) -> str:
+    """tfmot's "Layer x:<class '...Conv2DTranspose'> is not supported. You can ..." -> one clause."""
+    text = str(exc).strip()
+    found = re.search(r"Layer (\S+?):<class '[\w.]*?(\w+)'> is not supported", text)
+    if found:
+        return f"layer {found.group(1)} ({found.group(2)}) is not supported by it"
+    return (text.splitlines()[0] if text else type(exc).__name__)[:200]
 
 
 def quantize_aware(model: keras.Model, images: ImageSet, input_size: int, *, plan: FinetunePlan,

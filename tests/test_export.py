@@ -212,13 +212,14 @@ def test_broken_calibration_fails_the_gate_exits_1_and_writes_no_model(export_in
     earlier.write_bytes(b"an earlier good model")
     result = CliRunner().invoke(app, [
         "export", str(export_inputs["model"]), "--int8", "--calib", str(black),
-        "--eval", str(export_inputs["eval"]), "--out", str(out), "--force"])
+        "--eval", str(export_inputs["eval"]), "--out", str(out), "--force", "--json"])
     assert result.exit_code == 1, result.output
-    assert "export gate failed: int8:" in result.output
+    assert result.stderr.strip().splitlines()[-1].startswith("hairseg-edge: export gate failed: int8: ")
     assert earlier.read_bytes() == b"an earlier good model"
     assert sorted(p.name for p in out.iterdir() if p.suffix == ".tflite") == ["hair-int8.tflite"]
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporary left behind
     report = json.loads((out / "report.json").read_text())
+    assert json.loads(result.stdout) == report  # --json prints exactly the saved report
     assert report["gate"]["passed"] is False
     int8 = report["variants"][0]
     assert int8["status"] == "rejected" and int8["path"] is None
@@ -230,8 +231,8 @@ def test_broken_calibration_fails_the_gate_exits_1_and_writes_no_model(export_in
 
 
 def test_prune_half_then_qat_int8_keeps_the_sparsity_and_runs(export_inputs, tmp_path):
-    """--prune 0.5 --qat on an evaluation folder without masks: sparsity 0.5 +- 0.02 per the report
-    and in the kernels, QAT with the sparsity-preserving scheme, gate on agreement only."""
+    """--prune 0.5 --qat --io int8 on an evaluation folder without masks: sparsity 0.5 +- 0.02 per
+    the report and in the kernels, QAT with the sparsity-preserving scheme, gate on agreement only."""
     from hairseg_edge.export import ExportOptions, export_model
     from hairseg_edge.runtime import Segmenter
 
@@ -241,7 +242,7 @@ def test_prune_half_then_qat_int8_keeps_the_sparsity_and_runs(export_inputs, tmp
         (images_only / src.name).write_bytes(src.read_bytes())
     options = ExportOptions(export_inputs["model"], variants=("float16", "int8"), prune=0.5, qat=True,
                             data=export_inputs["data"], eval_data=images_only, out=tmp_path / "out",
-                            finetune_epochs=1, finetune_steps=20, calib_count=16,
+                            finetune_epochs=1, finetune_steps=20, calib_count=16, io="int8",
                             max_drop=1.0, min_agreement=0.0)
     report = export_model(options)
 
@@ -261,9 +262,32 @@ def test_prune_half_then_qat_int8_keeps_the_sparsity_and_runs(export_inputs, tmp
         with Segmenter(row.path) as seg:
             assert seg.predict_input(np.zeros((SIZE, SIZE, 3), np.uint8)).shape == (SIZE, SIZE)
     assert Path(report.variant("int8").path).name == "hair-pruned50-int8-qat.tflite"
-    assert report.variant("int8").extra["built_with"] == "QAT (prune_preserve_8bit)"
+    int8 = report.variant("int8")
+    assert int8.extra["built_with"] == "QAT (prune_preserve_8bit)"
+    assert int8.extra["input"]["dtype"] == "int8" and int8.extra["input"]["zero_point"] == -128
+    assert int8.extra["input"]["scale"] == pytest.approx(1.0)
     assert report.gate.mode.startswith("agreement only")
     assert report.evaluation["ground_truth"] is False
+
+
+def test_sparsity_preserving_qat_falls_back_and_says_which_layer_blocks_it():
+    """tfmot's prune-preserving scheme has no Conv2DTranspose support: plain QAT, with a clear note."""
+    from hairseg_edge.export.qat import DEFAULT_SCHEME, annotate, apply_scheme
+    from hairseg_edge.training.keras_compat import keras
+
+    layers = keras.layers
+    inp = keras.Input((SIZE, SIZE, 3), name="image")
+    x = layers.Rescaling(1.0 / 255.0)(inp)
+    x = layers.Conv2D(8, 3, strides=2, padding="same", activation="relu")(x)
+    x = layers.Conv2DTranspose(8, 3, strides=2, padding="same", activation="relu", name="up_tconv")(x)
+    model = keras.Model(inp, layers.Conv2D(1, 1, activation="sigmoid")(x))
+    annotated, left_float = annotate(model)
+    quantized, scheme, note = apply_scheme(annotated, preserve_sparsity=True)
+    assert left_float == []
+    assert scheme == DEFAULT_SCHEME
+    assert note.startswith("sparsity-preserving QAT is not possible for this model (layer up_tconv "
+                           "(Conv2DTranspose) is not supported by it); used the default 8-bit scheme")
+    assert any(layer.name == "quant_up_tconv" for layer in quantized.layers)
 
 
 def test_pruning_leaves_the_float_original_untouched(export_inputs):
@@ -349,3 +373,35 @@ def test_core_only_install_says_which_extra_to_install(tmp_path):
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.strip() == ('hairseg-edge: hairseg-edge export needs the \'train\' extra: '
                                    'pip install "hairseg-edge[train]"')
+
+
+@pytest.mark.slow
+def test_mobile_unet_prunes_quantizes_and_converts_end_to_end(tmp_path):
+    """The shipped architecture (depthwise convs, residual adds, float32 sigmoid) through the whole
+    path: a short training, --prune 0.5 --qat --int8 --float32, both variants run in the runtime."""
+    from hairseg_edge.data import open_dataset
+    from hairseg_edge.export import ExportOptions, export_model
+    from hairseg_edge.runtime import Segmenter
+    from hairseg_edge.training import losses, pipeline
+    from hairseg_edge.training.archs import build_model
+    from hairseg_edge.training.keras_compat import keras
+
+    data = make_dataset(tmp_path / "data", n=48, size=64, seed=31)
+    evaluation = make_dataset(tmp_path / "eval", n=8, size=64, seed=32)
+    keras.utils.set_random_seed(0)
+    model = build_model("mobile_unet", input_size=64, width=0.35)
+    model.compile(keras.optimizers.Adam(3e-3), losses.bce_dice())
+    model.fit(pipeline.make_dataset(open_dataset(data).samples, 64, 8, training=True), epochs=1,
+              steps_per_epoch=60, verbose=0)
+    model.save(tmp_path / "mobile.keras")
+    report = export_model(ExportOptions(
+        tmp_path / "mobile.keras", variants=("float32", "int8"), prune=0.5, qat=True, data=data,
+        eval_data=evaluation, out=tmp_path / "out", finetune_epochs=1, finetune_steps=30, calib_count=32,
+        max_drop=1.0, min_agreement=0.0))
+    assert report.pruning["sparsity"] == pytest.approx(0.5, abs=0.02)
+    assert report.qat["scheme"] == "prune_preserve_8bit" and report.qat["layers_left_float"] == []
+    for row in report.variants:
+        assert row.sparsity == pytest.approx(0.5, abs=0.03), row.name
+        with Segmenter(row.path) as seg:
+            assert seg.segment(np.zeros((50, 70, 3), np.uint8)).mask.shape == (50, 70)
+    assert report.variant("int8").size_bytes < 0.4 * report.variant("float32").size_bytes
