@@ -1,0 +1,216 @@
+"""Turn a training run into the bundled default model, measured side by side with the public peers.
+
+    python benchmarks/ship_default_model.py RUN_DIR [--data-root ../shared/data] [--peers ../shared/peers]
+        [--install]  # copy the result into hairseg_edge/models/
+
+Steps (all through the project's own library, as a user would run them):
+1. export RUN_DIR/model.keras to float32 + int8 (uint8 I/O) with the accuracy gate, calibrating on the
+   CelebAMask-HQ training split and verifying on its validation split;
+2. package the int8 model with MediaPipe Tasks metadata, in the `[mobile]` venv (.venv-mobile, made by
+   scripts/mobile_venv.sh) because mediapipe cannot share an environment with TensorFlow;
+3. evaluate ours (float32, int8) and the three hair peers on each recorded validation split
+   (hairseg_edge/splits/*_val.txt) and on the 300-id regression subset;
+4. time every model with `hairseg-edge bench` (one process per model, one thread): model only, and end
+   to end from a 256x256 RGB image;
+5. write benchmarks/results/default_model.{json,md} and the model card (MODEL_CARD.md + model_card.json).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+from importlib import metadata
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+SPLITS = REPO / "hairseg_edge" / "splits"
+MODELS = REPO / "hairseg_edge" / "models"
+RESULTS = REPO / "benchmarks" / "results"
+DATASETS = ("celebamask-hq-hair", "figaro1k-hair-train", "lfw-parts-hair-train")
+PEERS = {  # name -> (file, adapter)
+    "mediapipe-hair": ("hair_segmenter.tflite", "mediapipe-hair"),
+    "bisenetv2-celebamask": ("bisenetv2_celebamaskhq_256x256_integer_quant.tflite", "bisenetv2-celebamask"),
+    "community-mobile": ("hair_segmentation_mobile.tflite", "community-mobile"),
+}
+#: Pi 5 (Cortex-A76, 4 cores @ 2.4 GHz): 4 cores x 2 NEON pipes x 16 int8 MACs (SDOT) per cycle would be
+#: ~300 GMAC/s peak; real int8 XNNPACK kernels reach ~10% of that on small models with one thread.
+PI5_EFFECTIVE_INT8_GMACS_1T = 9.0
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for pkg in ("hairseg-edge", "ai-edge-litert", "tensorflow", "tf-keras", "tensorflow-model-optimization",
+                "numpy", "opencv-python-headless"):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def export(run: Path, data_root: Path, work: Path) -> dict:
+    from hairseg_edge.export import ExportOptions, export_model
+
+    report = export_model(ExportOptions(run / "model.keras", variants=("float32", "int8"),
+                                        data=data_root / "celebamask-hq-hair", out=work / "export"))
+    report.raise_for_gate()
+    return report.to_dict()
+
+
+def package(int8: Path, out: Path) -> None:
+    mobile_py = REPO / ".venv-mobile" / "bin" / "hairseg-edge"
+    if not mobile_py.exists():
+        subprocess.run(["sh", str(REPO / "scripts" / "mobile_venv.sh")], check=True, cwd=REPO)
+    subprocess.run([str(mobile_py), "package", str(int8), "--out", str(out), "--force"], check=True)
+
+
+def evaluate_all(models: dict[str, tuple[Path, str | None]], data_root: Path) -> dict:
+    from hairseg_edge.evaluate import evaluate, select_dataset
+
+    sets = {name: SPLITS / f"{name}_val.txt" for name in DATASETS}
+    sets["regression300"] = SPLITS / "celebamask-hq-hair_regression300.txt"
+    out: dict[str, dict] = {}
+    for set_name, ids in sets.items():
+        folder = data_root / ("celebamask-hq-hair" if set_name == "regression300" else set_name)
+        ds = select_dataset(folder, ids_file=ids)
+        out[set_name] = {}
+        for model_name, (path, adapter) in models.items():
+            r = evaluate(path, ds, adapter=adapter)
+            out[set_name][model_name] = {k: r.to_dict()[k] for k in
+                                         ("iou", "mean_iou", "f1", "precision", "recall", "boundary_f", "n")}
+            print(f"{set_name:22s} {model_name:22s} IoU {r.metrics.iou:.4f}  F1 {r.metrics.f1:.4f}",
+                  flush=True)
+    return out
+
+
+def bench_all(models: dict[str, tuple[Path, str | None]], image: Path) -> dict:
+    from hairseg_edge.bench import BenchOptions, benchmark
+
+    out: dict[str, dict] = {}
+    paths = [str(p) for p, _ in models.values()]
+    names = {str(p): n for n, (p, _) in models.items()}
+    for end_to_end in (False, True):
+        results = benchmark(paths, BenchOptions(threads=(1,), runs=300, warmup=20, image=image,
+                                                end_to_end=end_to_end))
+        for r in results:
+            key = "end_to_end_p50_ms" if end_to_end else "p50_ms"
+            row = out.setdefault(names[r.model], {})
+            row[key] = r.p50_ms
+            if not end_to_end:
+                row.update(size_bytes=r.size_bytes, peak_rss_mb=r.peak_rss_mb, p90_ms=r.p90_ms)
+            if r.error:
+                row["error"] = r.error
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("run", type=Path)
+    ap.add_argument("--data-root", type=Path, default=REPO.parent / "shared" / "data")
+    ap.add_argument("--peers", type=Path, default=REPO.parent / "shared" / "peers")
+    ap.add_argument("--install", action="store_true", help="copy the models and card into hairseg_edge/models")
+    args = ap.parse_args()
+
+    from hairseg_edge.training import archs
+
+    work = Path(tempfile.mkdtemp(prefix="ship-"))
+    print(f"work folder: {work}", flush=True)
+    export_report = export(args.run, args.data_root, work)
+    float32 = next(Path(v["path"]) for v in export_report["variants"] if v["name"] == "float32")
+    int8_raw = next(Path(v["path"]) for v in export_report["variants"] if v["name"] == "int8")
+    int8 = work / "hairseg_int8.tflite"
+    package(int8_raw, int8)
+
+    models: dict[str, tuple[Path, str | None]] = {"hairseg float32": (float32, None), "hairseg int8": (int8, None)}
+    for name, (file, adapter) in PEERS.items():
+        models[name] = (args.peers / file, adapter)
+    metrics = evaluate_all(models, args.data_root)
+
+    frame = work / "frame256.png"  # end-to-end input: a 256x256 RGB photo (the sample, resized)
+    photo = cv2.imread(str(REPO / "examples" / "astronaut.png"))
+    cv2.imwrite(str(frame), cv2.resize(photo, (256, 256), interpolation=cv2.INTER_AREA))
+    timing = bench_all(models, frame)
+
+    options = json.loads((args.run / "train_options.json").read_text())
+    model = archs.build_model(options["arch"], options["img_size"], options["width"], batch_size=1)
+    macs, params = archs.count_macs(model), int(model.count_params())
+    history = json.loads((args.run / "history.json").read_text())
+    command = ("hairseg-edge train " + " ".join(f"--data {d}" for d in options["data"])
+               + (f" --data-weights {','.join(map(str, options['data_weights']))}" if options.get("data_weights") else "")
+               + f" --arch {options['arch']} --img-size {options['img_size']} --width {options['width']}"
+               f" --epochs {options['epochs']} --batch {options['batch']} --lr {options['lr']}"
+               f" --seed {options['seed']} --patience {options['patience']} --out {args.run}")
+    card = {
+        "name": "hairseg-edge default hair segmenter",
+        "date": dt.date.today().isoformat(),
+        "architecture": options["arch"], "width": options["width"], "input_size": options["img_size"],
+        "params": params, "macs": macs,
+        "input": "uint8 RGB [1,S,S,3], raw 0..255, letterboxed (contract v1)",
+        "output": "uint8 [1,S,S,1] hair probability (scale 1/256); hair where > 0.5",
+        "training": {"command": command, "seed": options["seed"], "epochs_run": len(history),
+                     "best_epoch": max(history, key=lambda r: r["val_iou"])["epoch"],
+                     "data": list(options["data"]), "data_weights": options.get("data_weights")},
+        "licence": "weights: non-commercial research only (inherited from CelebAMask-HQ, Figaro-1k, "
+                   "LFW Part Labels); code: MIT",
+        "metrics": metrics, "timing_ms": timing,
+        "regression300": {"ids": "hairseg_edge/splits/celebamask-hq-hair_regression300.txt",
+                          "float_iou": metrics["regression300"]["hairseg float32"]["iou"],
+                          "int8_iou": metrics["regression300"]["hairseg int8"]["iou"]},
+        "export": {k: export_report[k] for k in ("gate",) if k in export_report},
+        "pi5_estimate_ms": round(macs / (PI5_EFFECTIVE_INT8_GMACS_1T * 1e9) * 1e3, 2),
+        "pi5_assumption": f"{PI5_EFFECTIVE_INT8_GMACS_1T} effective int8 GMAC/s on one Cortex-A76 core "
+                          "(about 10% of its NEON dot-product peak); an estimate until measured",
+        "machine": {"cpu": cpu_name(), "cores": __import__("os").cpu_count(), "versions": versions()},
+    }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "default_model.json").write_text(json.dumps(card, indent=1))
+    (RESULTS / "default_model.md").write_text(render_table(card))
+    print(render_table(card))
+    if args.install:
+        shutil.copyfile(int8, MODELS / "hairseg_int8.tflite")
+        shutil.copyfile(args.run / "model.keras", MODELS / "hairseg_float.keras")
+        (MODELS / "model_card.json").write_text(json.dumps(card, indent=1))
+        print(f"installed into {MODELS}; write MODEL_CARD.md from benchmarks/results/default_model.md")
+
+
+def render_table(card: dict) -> str:
+    lines = [f"# Default model vs the public hair models ({card['date']})", "",
+             f"Machine: {card['machine']['cpu']}, {card['machine']['cores']} cores; "
+             + ", ".join(f"{k} {v}" for k, v in card["machine"]["versions"].items()), "",
+             "Global IoU / F1 on each recorded validation split (hairseg_edge/splits); latency: "
+             "`hairseg-edge bench`, one thread, p50 of 300 runs, each model in its own process; "
+             "end to end = read a 256x256 RGB image's pixels, resize, infer, postprocess.", ""]
+    sets = list(card["metrics"])
+    head = "| model | " + " | ".join(f"{s} IoU / F1" for s in sets) + " | p50 ms | e2e ms | size KB |"
+    lines += [head, "|" + " --- |" * (len(sets) + 4)]
+    for model in card["metrics"][sets[0]]:
+        cells = [f"{card['metrics'][s][model]['iou']:.4f} / {card['metrics'][s][model]['f1']:.4f}" for s in sets]
+        t = card["timing_ms"].get(model, {})
+        size = t.get("size_bytes")
+        lines.append(f"| {model} | " + " | ".join(cells)
+                     + f" | {t.get('p50_ms') or float('nan'):.2f} | {t.get('end_to_end_p50_ms') or float('nan'):.2f}"
+                     + f" | {size / 1024 if size else float('nan'):.0f} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,146 @@
+"""Regression tests of the bundled model's quantized accuracy: a change that degrades int8 fails CI.
+
+(a) Always: the bundled int8 model agrees with the bundled float model on the sample photo and
+    generated faces, and a fresh int8 export of the bundled float model agrees with the bundled int8.
+(b) With ``HAIRSEG_DATA`` (a copy of celebamask-hq-hair; ``.ci/run`` sets it when ../shared has it):
+    on the fixed 300-id subset of the validation split, int8 IoU >= float IoU - 0.003 and
+    int8 IoU >= the model card's figure - 0.005.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from hairseg_edge import contract
+from hairseg_edge.imageio import read_image
+from hairseg_edge.metrics import AgreementMeter
+from hairseg_edge.models import MODELS_DIR
+from hairseg_edge.runtime import Segmenter
+from hairseg_edge.synth import render_sample
+
+pytestmark = pytest.mark.train
+
+REPO = Path(__file__).resolve().parents[1]
+INT8 = MODELS_DIR / "hairseg_int8.tflite"
+FLOAT = MODELS_DIR / "hairseg_float.keras"
+CARD = MODELS_DIR / "model_card.json"
+SPLITS = REPO / "hairseg_edge" / "splits"
+SAMPLE = REPO / "examples" / "astronaut.png"
+MIN_AGREEMENT = 0.97
+
+
+def _check_images() -> list[np.ndarray]:
+    """The sample photo, a wide crop of it and generated faces of several shapes."""
+    rng = np.random.default_rng(2024)
+    photo = read_image(SAMPLE)
+    images = [photo, np.ascontiguousarray(photo[96:416])]
+    images += [render_sample(rng, h, w)[0] for h, w in [(256, 256), (200, 300), (320, 240)] * 3]
+    return images
+
+
+@pytest.fixture(scope="module")
+def float_tflite(tmp_path_factory) -> Path:
+    """The bundled float model converted to a float32 .tflite, so both models run through one runtime."""
+    from hairseg_edge.export.convert import convert
+    from hairseg_edge.export.keras_models import load_float_model, with_batch_size_one
+    from hairseg_edge.export.options import VARIANTS
+
+    model = with_batch_size_one(load_float_model(FLOAT))
+    path = tmp_path_factory.mktemp("regression") / "hairseg_float32.tflite"
+    path.write_bytes(convert(model, VARIANTS["float32"]))
+    return path
+
+
+def _agreement(a: Path, b: Path, images: list[np.ndarray]) -> float:
+    meter = AgreementMeter()
+    with Segmenter(a) as sa, Segmenter(b) as sb:
+        for rgb in images:
+            ra, rb = sa.segment(rgb), sb.segment(rgb)
+            meter.update(ra.mask, rb.mask, ra.probability, rb.probability)
+    return meter.result().iou
+
+
+def test_bundled_models_are_present_and_described():
+    assert INT8.is_file() and FLOAT.is_file() and CARD.is_file()
+    assert sorted(p.name for p in MODELS_DIR.glob("*int8*.tflite")) == ["hairseg_int8.tflite"]
+    card = json.loads(CARD.read_text())
+    assert card["input_size"] == Segmenter(INT8).input_size
+    assert "non-commercial" in (MODELS_DIR / "MODEL_CARD.md").read_text().lower()
+
+
+def test_bundled_int8_agrees_with_bundled_float(float_tflite):
+    assert _agreement(INT8, float_tflite, _check_images()) >= MIN_AGREEMENT
+
+
+def test_fresh_int8_export_of_bundled_float_agrees_with_bundled_int8(tmp_path):
+    """Re-export through the real export stage (calibration, gate) and compare with what ships."""
+    import cv2
+
+    from hairseg_edge.export import ExportOptions, export_model
+    from hairseg_edge.imageio import write_image
+
+    data_root = os.environ.get("HAIRSEG_DATA")
+    calib = tmp_path / "calib"
+    if data_root:
+        options = ExportOptions(FLOAT, variants=("int8",), data=data_root, limit=120,
+                                out=tmp_path / "out")
+    else:  # the sample photo, flipped/rescaled variants and generated faces (no ground truth)
+        for i, rgb in enumerate(_check_images()):
+            write_image(calib / "images" / f"{i:02d}.png", rgb)
+            write_image(calib / "images" / f"{i:02d}-flip.png", np.ascontiguousarray(rgb[:, ::-1]))
+            small = cv2.resize(rgb, (rgb.shape[1] // 2, rgb.shape[0] // 2), interpolation=cv2.INTER_AREA)
+            write_image(calib / "images" / f"{i:02d}-small.png", small)
+        options = ExportOptions(FLOAT, variants=("int8",), calib=calib, eval=calib, out=tmp_path / "out")
+    report = export_model(options)
+    assert report.gate.passed, report.gate.reason
+    fresh = Path(report.variant("int8").path)
+    assert _agreement(fresh, INT8, _check_images()) >= MIN_AGREEMENT
+
+
+# --- (b) real data ----------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def regression_set():
+    root = os.environ.get("HAIRSEG_DATA")
+    if not root:
+        pytest.skip("HAIRSEG_DATA is not set: the real-data regression check needs celebamask-hq-hair")
+    from hairseg_edge.evaluate import select_dataset
+
+    return select_dataset(root, ids_file=SPLITS / "celebamask-hq-hair_regression300.txt")
+
+
+def test_int8_iou_on_real_faces_holds_against_float_and_the_model_card(regression_set, float_tflite):
+    from hairseg_edge.evaluate import evaluate
+
+    assert len(regression_set) == 300
+    result = evaluate(INT8, regression_set, reference=float_tflite)
+    int8_iou, float_iou = result.metrics.iou, result.reference.metrics.iou
+    card = json.loads(CARD.read_text())["regression300"]
+    assert int8_iou >= float_iou - 0.003, f"int8 {int8_iou:.4f} vs float {float_iou:.4f}"
+    assert int8_iou >= card["int8_iou"] - 0.005, f"int8 {int8_iou:.4f} vs card {card['int8_iou']:.4f}"
+    assert result.agreement.iou >= MIN_AGREEMENT
+
+
+def test_recorded_validation_ids_are_the_hash_split():
+    """The committed id lists are exactly the split that training held out."""
+    from hairseg_edge.data import read_id_list
+
+    root = os.environ.get("HAIRSEG_DATA")
+    if not root:
+        pytest.skip("HAIRSEG_DATA is not set")
+    from hairseg_edge.data import open_dataset
+
+    _, val = open_dataset(root).split()
+    recorded = read_id_list(SPLITS / f"{Path(root).name}_val.txt")
+    assert recorded == val.ids
+    assert read_id_list(SPLITS / "celebamask-hq-hair_regression300.txt") == val.ids[:300]
+
+
+def test_contract_of_the_bundled_int8_model():
+    seg = Segmenter(INT8)
+    assert seg.contract is not None and seg.contract.version == contract.CONTRACT_VERSION
+    assert str(seg.input_dtype).endswith("uint8")
