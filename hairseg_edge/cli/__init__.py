@@ -42,13 +42,7 @@ def _root(
 
 
 for _name in COMMAND_MODULES:
-    try:  # TEMPORARY while commands are being written in parallel; removed before release.
-        _module = importlib.import_module(f"{__name__}.{_name}")
-    except ModuleNotFoundError as _exc:
-        if _exc.name != f"{__name__}.{_name}":
-            raise
-        continue
-    _module.register(app)
+    importlib.import_module(f"{__name__}.{_name}").register(app)
 
 
 def main() -> None:
