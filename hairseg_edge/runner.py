@@ -435,8 +435,10 @@ class Runner:
 
     def image(self, item: MediaItem) -> ItemResult:
         opts = self.options
-        roles = output_paths(item.stem, IMAGE, item.path.suffix, opts)
         try:
+            # Inside the try: an output path refused by safe_child (a symlink planted out of the
+            # folder) is this input's problem, not a reason to drop the rest of a folder.
+            roles = output_paths(item.stem, IMAGE, item.path.suffix, opts)
             _refuse_existing(roles, opts.force, self._written)
             rgb = read_image(item.path)
             frame = self.pipeline.frame(rgb, roles)
