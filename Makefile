@@ -47,3 +47,21 @@ clean:
 .PHONY: check-arm64
 check-arm64:
 	@PY_BIN=$$(sh scripts/find_python.sh) || exit 2; "$$PY_BIN" scripts/check_arm64.py $(ARM64_ARGS)
+
+# ---- bench (issue 7; owned by the benchmarks/ author) ---------------------------------------------
+# The architecture study (every registry architecture x float32/int8/int8-qat/pruned50-int8 + the three
+# peers), the training cost/memory measurement and the mobile_unet size x width sweep. Hours on 2 cores:
+# every stage is cached outside the clone in $HAIRSEG_BENCH_CACHE (default ~/.cache/hairseg-edge/bench)
+# and a rerun resumes where it stopped. Results: benchmarks/results/. See benchmarks/README.md.
+# More options: make bench BENCH_ARGS="--archs mobile_unet --steps-per-epoch 60".
+.PHONY: bench bench-cost bench-sweep
+BENCH_ARGS ?=
+SWEEP_ARGS ?=
+bench: $(VENV)/.installed-train-test
+	$(PY) benchmarks/arch_study.py --force $(BENCH_ARGS)
+
+bench-cost: $(VENV)/.installed-train-test
+	$(PY) benchmarks/train_cost.py --force
+
+bench-sweep: $(VENV)/.installed-train-test
+	$(PY) benchmarks/sweep.py --force $(SWEEP_ARGS)

@@ -1,0 +1,375 @@
+"""Shared machinery of the benchmark scripts (``arch_study.py``, ``sweep.py``, ``train_cost.py``).
+
+Every heavy step runs the real ``hairseg-edge`` command in its own process (``python -m hairseg_edge
+...``): training, export, evaluation and timing never share a process, so one model's memory or
+thread pool cannot disturb another's numbers, and a crash loses one stage, not the study.
+
+Stages are cached in a folder outside the repository (``$HAIRSEG_BENCH_CACHE``, default
+``~/.cache/hairseg-edge/bench``): a stage whose output exists is skipped, a training run that was
+interrupted is resumed from its last checkpoint. Rerunning a study after a kill therefore repeats at
+most the stage that was cut.
+
+This module imports no TensorFlow (the scripts' parent processes stay light); only the child
+processes do.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import gzip
+import importlib.metadata
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:  # the scripts run as `python benchmarks/x.py` from a checkout
+    sys.path.insert(0, str(REPO))
+
+from hairseg_edge.errors import InputError  # noqa: E402
+from hairseg_edge.imageio import write_text  # noqa: E402
+
+BENCH_DIR = REPO / "benchmarks"
+RESULTS_DIR = BENCH_DIR / "results"
+SPLITS_DIR = BENCH_DIR / "splits"
+SHARED = REPO.parent / "shared"
+DEFAULT_CELEBA = SHARED / "data" / "celebamask-hq-hair"
+DEFAULT_WILD = (SHARED / "data" / "figaro1k-hair-train", SHARED / "data" / "lfw-parts-hair-train")
+
+
+@dataclass(frozen=True)
+class Peer:
+    """A public hair model of ``../shared/peers``: study name, file, adapter."""
+
+    name: str
+    filename: str
+    adapter: str
+
+
+PEERS = (
+    Peer("mediapipe-hair", "hair_segmenter.tflite", "mediapipe-hair"),
+    Peer("bisenetv2-celebamask", "bisenetv2_celebamaskhq_256x256_integer_quant.tflite", "bisenetv2-celebamask"),
+    Peer("community-mobile", "hair_segmentation_mobile.tflite", "community-mobile"),
+)
+
+LIBRARIES = ("tensorflow", "tf-keras", "tensorflow-model-optimization", "ai-edge-litert", "numpy",
+             "opencv-python-headless", "hairseg-edge")
+
+
+class StageFailed(RuntimeError):
+    """A child process failed; the message names the stage and the log holding its output."""
+
+
+# --- places ----------------------------------------------------------------------------------------------
+def cache_dir() -> Path:
+    """Where checkpoints, exports and per-stage results live (never inside the repository)."""
+    env = os.environ.get("HAIRSEG_BENCH_CACHE")
+    path = Path(env) if env else Path.home() / ".cache" / "hairseg-edge" / "bench"
+    path = path.expanduser().resolve()
+    if path == REPO or REPO in path.parents:
+        raise InputError("the benchmark cache must be outside the repository (it holds checkpoints)", path)
+    return path
+
+
+def peers_dir() -> Path:
+    env = os.environ.get("HAIRSEG_PEERS")
+    return Path(env) if env else SHARED / "peers"
+
+
+def available_peers(folder: Path | None = None) -> list[tuple[Peer, Path]]:
+    """The peers whose file exists (a missing peer is reported by the caller, not fatal)."""
+    folder = folder or peers_dir()
+    return [(p, folder / p.filename) for p in PEERS if (folder / p.filename).is_file()]
+
+
+def slug(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "-._" else "_" for c in text)
+
+
+# --- child processes -------------------------------------------------------------------------------------
+def hairseg(args: Sequence[str], log: Path, *, what: str, env: dict[str, str] | None = None) -> float:
+    """Run ``python -m hairseg_edge ARGS`` in its own process, output appended to ``log``.
+
+    Returns the wall time in seconds; raises :class:`StageFailed` with the log's last lines when the
+    command fails.
+    """
+    return run_child([sys.executable, "-m", "hairseg_edge", *map(str, args)], log, what=what, env=env)
+
+
+def run_child(cmd: Sequence[str], log: Path, *, what: str, env: dict[str, str] | None = None) -> float:
+    log.parent.mkdir(parents=True, exist_ok=True)
+    child_env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])]), "TF_CPP_MIN_LOG_LEVEL": "2",
+        "COLUMNS": "160", **(env or {})}
+    started = time.monotonic()
+    with open(log, "a", encoding="utf-8") as fh:
+        fh.write(f"\n$ {' '.join(map(str, cmd))}   # {now()}\n")
+        fh.flush()
+        proc = subprocess.run(list(map(str, cmd)), stdout=fh, stderr=subprocess.STDOUT, env=child_env,
+                              cwd=REPO)
+    seconds = time.monotonic() - started
+    if proc.returncode != 0:
+        tail = "\n".join(log.read_text(encoding="utf-8", errors="replace").splitlines()[-6:])
+        raise StageFailed(f"{what} failed (exit {proc.returncode}); see {log}:\n{tail}")
+    return seconds
+
+
+# --- JSON files ------------------------------------------------------------------------------------------
+def read_json(path: Path) -> Any:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def write_json(path: Path, data: Any, *, force: bool = True) -> Path:
+    return write_text(path, json.dumps(data, indent=1, default=str) + "\n", force=force)
+
+
+def now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+# --- the fixed validation id list ------------------------------------------------------------------------
+def validation_ids(data: Path, out: Path) -> list[str]:
+    """The stable hash validation split of ``data`` (``Dataset.split()``), written to ``out``.
+
+    An existing list is kept as it is (it is the study's fixed split) after checking that every id is
+    still in the data set; a new one is written with a header naming its source.
+    """
+    from hairseg_edge.data import id_list_hash, open_dataset, read_id_list
+
+    ds = open_dataset(data)
+    if out.exists():
+        ids = read_id_list(out)
+        ds.subset(ids)  # raises InputError naming missing ids
+        return ids
+    _, val = ds.split()
+    ids = val.ids
+    header = (f"# validation ids of {Path(data).name}: the stable hash split of hairseg_edge.data."
+              f"Dataset.split() (10%), {len(ids)} of {len(ds)} ids, fingerprint {id_list_hash(ids)}\n")
+    write_text(out, header + "\n".join(ids) + "\n")
+    return ids
+
+
+# --- stages ----------------------------------------------------------------------------------------------
+def train_stage(run_dir: Path, *, data: Sequence[Path], arch: str, img_size: int, width: float, epochs: int,
+                steps_per_epoch: int | None, batch: int = 16, seed: int = 1234, limit: int | None = None,
+                data_weights: Sequence[int] | None = None, lr: float = 3e-3, patience: int = 100,
+                log: Path) -> dict[str, Any]:
+    """Train (or resume, or reuse) a run in ``run_dir``; returns what the study records about it."""
+    state_path = run_dir / "state.json"
+    wall_path = run_dir / "bench-wall.json"
+    state = read_json(state_path) if state_path.exists() else None
+    if state is None or not state.get("finished"):
+        args = ["train", "--arch", arch, "--img-size", img_size, "--width", width, "--epochs", epochs,
+                "--batch", batch, "--seed", seed, "--lr", lr, "--patience", patience, "--out", run_dir]
+        for d in data:
+            args += ["--data", d]
+        if steps_per_epoch:
+            args += ["--steps-per-epoch", steps_per_epoch]
+        if limit:
+            args += ["--limit", limit]
+        if data_weights:
+            args += ["--data-weights", ",".join(map(str, data_weights))]
+        if state is not None:
+            args.append("--resume")
+        seconds = hairseg(args, log, what=f"training {arch} in {run_dir}")
+        wall = read_json(wall_path) if wall_path.exists() else {"seconds": 0.0, "sessions": 0}
+        wall = {"seconds": wall["seconds"] + seconds, "sessions": wall["sessions"] + 1}
+        write_json(wall_path, wall)
+        state = read_json(state_path)
+    history = state.get("history", [])
+    wall = read_json(wall_path) if wall_path.exists() else {"seconds": None}
+    options = read_json(run_dir / "train_options.json")
+    return {
+        "run_dir": str(run_dir), "model": str(run_dir / "model.keras"), "arch": arch, "img_size": img_size,
+        "width": width, "epochs": len(history), "epochs_planned": epochs,
+        "steps_per_epoch": steps_per_epoch, "batch": batch, "seed": seed, "data": [str(d) for d in data],
+        "data_weights": options.get("data_weights"),
+        "images_seen": (steps_per_epoch * batch * len(history)) if steps_per_epoch else None,
+        "best_epoch": state.get("best_epoch"), "best_train_val_iou": state.get("best_val_iou"),
+        "fit_minutes": round(sum(r.get("seconds", 0.0) for r in history) / 60, 2),
+        "wall_minutes": None if wall.get("seconds") is None else round(wall["seconds"] / 60, 2),
+        "images_per_s": _median([r.get("images_per_s") for r in history]),
+        "stopped_early": state.get("stopped_early", False),
+    }
+
+
+def export_stage(model: Path, out: Path, flags: Sequence[str], *, data: Path, limit: int | None,
+                 finetune_steps: int, finetune_epochs: int = 1, log: Path) -> dict[str, Any]:
+    """``hairseg-edge export MODEL FLAGS`` into ``out`` unless its report.json exists; returns the report.
+
+    The study measures, it does not gate: ``--max-drop 1 --min-agreement 0`` make the export write every
+    variant, and the drop is reported in the study's table instead.
+    """
+    report = out / "report.json"
+    if not report.exists():
+        args = ["export", model, *flags, "--data", data, "--out", out, "--max-drop", "1", "--min-agreement", "0",
+                "--finetune-steps", finetune_steps, "--finetune-epochs", finetune_epochs, "--force"]
+        if limit:
+            args += ["--limit", limit]
+        hairseg(args, log, what=f"export {' '.join(flags)} of {model}")
+    return read_json(report)
+
+
+def eval_stage(model: Path, out_json: Path, *, data: Path, ids: Path | None = None, split: str | None = None,
+               adapter: str | None = None, limit: int | None = None, log: Path) -> dict[str, Any]:
+    """``hairseg-edge eval`` (one thread) unless ``out_json`` exists; returns its JSON."""
+    if not out_json.exists():
+        args = ["eval", model, "--data", data, "--json", out_json, "--threads", 1, "--force"]
+        if limit:
+            args += ["--limit", limit]
+        if ids is not None:
+            args += ["--ids", ids]
+        if split is not None:
+            args += ["--split", split]
+        if adapter:
+            args += ["--adapter", adapter]
+        hairseg(args, log, what=f"eval of {model}")
+    return read_json(out_json)
+
+
+def bench_stage(model: Path, out_json: Path, *, threads: Sequence[int] = (1, 2), runs: int = 100,
+                log: Path) -> dict[int, dict[str, Any]]:
+    """``hairseg-edge bench`` (each thread count in its own process) unless cached; ``{threads: row}``."""
+    if not out_json.exists():
+        hairseg(["bench", model, "--threads", ",".join(map(str, threads)), "--runs", runs, "--warmup", 10,
+                 "--json", out_json, "--force"], log, what=f"bench of {model}")
+    return {int(r["threads"]): r for r in read_json(out_json)}
+
+
+def tflite_facts(path: Path) -> dict[str, Any]:
+    """Parameters and MACs read from the .tflite itself (the same count for ours and the peers),
+    file size and gzip size (level 9: what a download or an app bundle costs)."""
+    from hairseg_edge.inspect import inspect_model
+
+    data = path.read_bytes()
+    info = inspect_model(path, check_gpu=False)
+    return {"size_bytes": len(data), "gzip_bytes": len(gzip.compress(data, 9)),
+            "tflite_parameters": info.parameters, "tflite_macs": info.macs,
+            "input": [t.to_dict() for t in info.inputs][0] if info.inputs else None}
+
+
+# --- machine and versions --------------------------------------------------------------------------------
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine_info() -> dict[str, Any]:
+    versions = {}
+    for lib in LIBRARIES:
+        try:
+            versions[lib] = importlib.metadata.version(lib)
+        except importlib.metadata.PackageNotFoundError:
+            versions[lib] = None
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
+                            text=True).stdout.strip() or None
+    return {"date": now(), "cpu": cpu_model(), "logical_cpus": os.cpu_count(),
+            "system": f"{platform.system()} {platform.release()} {platform.machine()}",
+            "python": platform.python_version(), "versions": versions, "git_commit": commit,
+            "load_average": [round(x, 2) for x in os.getloadavg()]}
+
+
+def machine_markdown(m: dict[str, Any]) -> str:
+    libs = ", ".join(f"{k} {v}" for k, v in m["versions"].items() if v)
+    return (f"- date: {m['date']}\n- CPU: {m['cpu']} ({m['logical_cpus']} logical CPUs), {m['system']}\n"
+            f"- Python {m['python']}; {libs}\n- git commit: {m.get('git_commit')}; load average at the end: "
+            f"{m['load_average']}\n")
+
+
+# --- tables and plots ------------------------------------------------------------------------------------
+def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
+    """Indices of the points no other point beats: lower x (latency) and higher y (accuracy).
+
+    A point is dominated when another is at least as good on both axes and better on one. Points with
+    a missing coordinate (None/NaN) are never on the front. Returned in increasing x.
+    """
+    valid = [(i, x, y) for i, (x, y) in enumerate(points)
+             if x is not None and y is not None and x == x and y == y]
+    front = []
+    for i, x, y in valid:
+        dominated = any((x2 <= x and y2 >= y) and (x2 < x or y2 > y) for j, x2, y2 in valid if j != i)
+        if not dominated:
+            front.append((x, i))
+    return [i for _, i in sorted(front)]
+
+
+def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    def cell(v: Any) -> str:
+        return "" if v is None else str(v).replace("|", "\\|")
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join(" --- " for _ in headers) + "|"]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def fmt(value: Any, spec: str = ".4f") -> str:
+    if value is None or (isinstance(value, float) and value != value):
+        return ""
+    return format(value, spec)
+
+
+def scatter_with_front(points: Sequence[dict[str, Any]], path: Path, *, title: str, xlabel: str,
+                       ylabel: str, force: bool = True) -> Path:
+    """Accuracy (y) vs latency (x) scatter; each point ``{"label", "x", "y", "group"}``; the Pareto
+    front over all points is drawn as a step line and its points ringed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from hairseg_edge.imageio import atomic_path
+
+    fig, ax = plt.subplots(figsize=(9, 6))
+    groups = list(dict.fromkeys(p["group"] for p in points))
+    markers = "osD^vP*Xh<>"
+    for k, group in enumerate(groups):
+        pts = [p for p in points if p["group"] == group and p["x"] is not None and p["y"] is not None]
+        ax.scatter([p["x"] for p in pts], [p["y"] for p in pts], marker=markers[k % len(markers)], s=55,
+                   label=group, zorder=3)
+        for p in pts:
+            ax.annotate(p["label"], (p["x"], p["y"]), textcoords="offset points", xytext=(5, 4), fontsize=7)
+    front = pareto_front([(p["x"], p["y"]) for p in points])
+    if front:
+        fx = [points[i]["x"] for i in front]
+        fy = [points[i]["y"] for i in front]
+        ax.step(fx, fy, where="post", color="black", lw=1, ls="--", label="Pareto front", zorder=2)
+        ax.scatter(fx, fy, s=180, facecolors="none", edgecolors="black", lw=1.2, zorder=4)
+    ax.set_xscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    with atomic_path(path, force=force) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+    return path
+
+
+def refuse_existing(paths: Sequence[Path], force: bool) -> None:
+    """Results are not overwritten unless ``--force`` (checked before hours of work, not after)."""
+    if force:
+        return
+    for p in paths:
+        if p.exists():
+            raise InputError("already exists (pass --force to overwrite)", p)
+
+
+def _median(values: Sequence[Any]) -> float | None:
+    vals = sorted(v for v in values if isinstance(v, (int, float)))
+    if not vals:
+        return None
+    mid = len(vals) // 2
+    return float(vals[mid] if len(vals) % 2 else (vals[mid - 1] + vals[mid]) / 2)

@@ -1,0 +1,229 @@
+"""Tests of the benchmark scripts (benchmarks/arch_study.py, sweep.py, train_cost.py).
+
+The fast tests check the scripts' own logic (Pareto front, option parsing, the fixed validation id
+list, the cache location). The slow ones run each script end to end at toy scale on a synthetic data
+set (tiny inputs, a few training steps, real training/export/eval/bench child processes) and check the
+results files and that a rerun reuses the cached stages.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+BENCH = REPO / "benchmarks"
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
+    sys.path.insert(0, str(BENCH))
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(BENCH))
+    return module
+
+
+@pytest.fixture(scope="module")
+def common():
+    return _load("_common")
+
+
+@pytest.fixture(scope="module")
+def arch_study():
+    return _load("arch_study")
+
+
+@pytest.fixture(scope="module")
+def sweep():
+    return _load("sweep")
+
+
+# --- fast: logic -----------------------------------------------------------------------------------------
+def test_pareto_front_keeps_only_undominated_points_in_latency_order(common):
+    points = [(5.0, 0.80), (1.0, 0.60), (2.0, 0.85), (3.0, 0.85), (10.0, 0.90), (4.0, None), (2.0, 0.70)]
+    # (5, .80) is beaten by (2, .85); (3, .85) ties on IoU but is slower; (2, .70) is beaten by (2, .85).
+    assert common.pareto_front(points) == [1, 2, 4]
+
+
+def test_pareto_front_of_identical_points_keeps_both_and_ignores_nan(common):
+    assert common.pareto_front([(1.0, 0.5), (1.0, 0.5), (float("nan"), 0.9)]) == [0, 1]
+    assert common.pareto_front([]) == []
+
+
+def test_markdown_table_escapes_pipes_and_blanks_none(common):
+    text = common.markdown_table(["a", "b"], [["x|y", None]])
+    assert text.splitlines() == ["| a | b |", "| --- | --- |", "| x\\|y |  |"]
+    assert common.fmt(float("nan")) == "" and common.fmt(0.12345, ".2f") == "0.12"
+
+
+def test_cache_must_be_outside_the_repository(common, monkeypatch, tmp_path):
+    from hairseg_edge.errors import InputError
+
+    monkeypatch.setenv("HAIRSEG_BENCH_CACHE", str(REPO / "bench-cache"))
+    with pytest.raises(InputError, match="outside the repository"):
+        common.cache_dir()
+    monkeypatch.setenv("HAIRSEG_BENCH_CACHE", str(tmp_path / "c"))
+    assert common.cache_dir() == (tmp_path / "c").resolve()
+
+
+def test_validation_ids_are_the_hash_split_and_stay_fixed(common, synthetic_folder_dataset, tmp_path):
+    from hairseg_edge.data import open_dataset
+    from hairseg_edge.errors import InputError
+
+    out = tmp_path / "val.txt"
+    ids = common.validation_ids(synthetic_folder_dataset, out)
+    assert ids == open_dataset(synthetic_folder_dataset).split()[1].ids
+    assert out.read_text().startswith("# validation ids of")
+    # An existing list is the study's fixed split: kept as it is, not recomputed.
+    out.write_text("# fixed\n" + "\n".join(open_dataset(synthetic_folder_dataset).ids[:2]) + "\n")
+    assert common.validation_ids(synthetic_folder_dataset, out) == open_dataset(synthetic_folder_dataset).ids[:2]
+    out.write_text("no-such-id\n")
+    with pytest.raises(InputError, match="not in the data set"):
+        common.validation_ids(synthetic_folder_dataset, out)
+
+
+def test_committed_validation_list_matches_the_hash_split_when_data_is_present(common):
+    listed = BENCH / "splits" / "celebamask-hq-hair_val.txt"
+    data = common.DEFAULT_CELEBA
+    if not data.is_dir():
+        pytest.skip(f"CelebAMask-HQ hair data not found at {data}")
+    from hairseg_edge.data import open_dataset, read_id_list
+
+    assert read_id_list(listed) == open_dataset(data).split()[1].ids
+
+
+def test_arch_study_plan_parsing_and_errors(arch_study):
+    from hairseg_edge.errors import InputError
+
+    args = arch_study.parse_args(["--plan", "unet=0.125:3", "--archs", "unet,mobile_unet"])
+    assert args.plans["unet"] == arch_study.ArchPlan(0.125, 3)
+    assert args.plans["mobile_unet"] == arch_study.ARCH_PLANS["mobile_unet"]
+    assert args.archs == ["unet", "mobile_unet"]
+    for bad in (["--plan", "unet=wide:3"], ["--plan", "resnet=0.5:3"], ["--plan", "unet=0.5:0"],
+                ["--archs", "resnet"]):
+        with pytest.raises(InputError):
+            arch_study.parse_args(bad)
+
+
+@pytest.mark.train
+def test_arch_study_covers_every_registry_architecture(arch_study):
+    # Asked in a child process: this test process never imports TensorFlow.
+    proc = subprocess.run([sys.executable, "-c", "from hairseg_edge.training.archs import arch_names; "
+                           "print(','.join(arch_names()))"], capture_output=True, text=True, timeout=300,
+                          env={**__import__("os").environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert sorted(proc.stdout.strip().splitlines()[-1].split(",")) == sorted(arch_study.ARCH_PLANS)
+
+
+def test_arch_study_refuses_existing_results_without_force(arch_study, tmp_path, capsys):
+    (tmp_path / "arch_study.json").write_text("{}")
+    assert arch_study.main(["--results", str(tmp_path), "--archs", "mobile_unet"]) == 2
+    assert "pass --force" in capsys.readouterr().err
+
+
+def test_sweep_points_and_errors(sweep):
+    from hairseg_edge.errors import InputError
+
+    args = sweep.parse_args(["--points", "128x0.35,192x0.75"])
+    assert args.grid == [(128, 0.35), (192, 0.75)]
+    assert len(sweep.parse_args(["--sizes", "128,160", "--widths", "0.5,1"]).grid) == 4
+    for bad in (["--points", "100x0.5"], ["--points", "128"], ["--extra", "x=/no/such.keras"],
+                ["--data", "a", "--data", "b", "--data-weights", "1,2,3"]):
+        with pytest.raises(InputError):
+            sweep.parse_args(bad)
+
+
+# --- slow: the scripts end to end at toy scale -----------------------------------------------------------
+def _run(script: str, args: list[str], cache: Path, timeout: int = 1500) -> subprocess.CompletedProcess:
+    import os
+
+    env = {**os.environ, "HAIRSEG_BENCH_CACHE": str(cache), "PYTHONPATH": str(REPO)}
+    return subprocess.run([sys.executable, str(BENCH / script), *args], capture_output=True, text=True,
+                          env=env, timeout=timeout, cwd=REPO)
+
+
+@pytest.fixture
+def toy_data(tmp_path: Path) -> Path:
+    from hairseg_edge.synth import make_dataset
+
+    return make_dataset(tmp_path / "toy", n=48, size=64, seed=3)
+
+
+@pytest.mark.slow
+@pytest.mark.train
+def test_arch_study_end_to_end_at_toy_scale_then_from_cache(toy_data, tmp_path, peers_dir):
+    results = tmp_path / "results"
+    args = ["--data", str(toy_data), "--archs", "mobile_unet", "--img-size", "64", "--plan", "mobile_unet=0.35:1",
+            "--steps-per-epoch", "2", "--batch", "4", "--export-limit", "48", "--finetune-steps", "2",
+            "--bench-runs", "3", "--ids", str(tmp_path / "val.txt"), "--results", str(results)]
+    first = _run("arch_study.py", args, tmp_path / "cache")
+    assert first.returncode == 0, first.stderr[-3000:]
+    study = json.loads((results / "arch_study.json").read_text())
+    ours = {r["variant"]: r for r in study["rows"] if r["kind"] == "ours"}
+    assert sorted(ours) == sorted(["float32", "int8", "int8-qat", "pruned50-int8"])
+    peers = {r["name"] for r in study["rows"] if r["kind"] == "peer"}
+    assert peers == {"mediapipe-hair", "bisenetv2-celebamask", "community-mobile"}
+    for r in study["rows"]:
+        assert 0.0 <= r["iou"] <= 1.0 and r["p50_ms_1t"] > 0 and r["p50_ms_2t"] > 0 and r["size_bytes"] > 0
+        assert r["gzip_bytes"] < r["size_bytes"] * 1.01
+    assert ours["int8"]["size_bytes"] < 0.6 * ours["float32"]["size_bytes"]
+    assert ours["pruned50-int8"]["sparsity"] == pytest.approx(0.5, abs=0.05)
+    assert any(r["pareto"] for r in study["rows"])
+    assert study["training"]["mobile_unet"]["epochs"] == 1 and study["complete"]
+    md = (results / "arch_study.md").read_text()
+    assert "| mobile_unet/pruned50-int8 |" in md and "community-mobile" in md and "CPU:" in md
+    assert (results / "arch_study.png").read_bytes()[:4] == b"\x89PNG"
+    # Rerun: every stage comes from the cache (no new training, export, eval or bench).
+    started = time.monotonic()
+    again = _run("arch_study.py", [*args, "--force"], tmp_path / "cache")
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert time.monotonic() - started < 60
+    assert json.loads((results / "arch_study.json").read_text())["rows"][0]["iou"] == study["rows"][0]["iou"]
+
+
+@pytest.mark.slow
+@pytest.mark.train
+def test_sweep_end_to_end_at_toy_scale(toy_data, tmp_path):
+    from hairseg_edge.synth import make_dataset
+
+    wild = make_dataset(tmp_path / "wild", n=30, size=[(64, 64), (48, 80)], seed=4)
+    results = tmp_path / "results"
+    proc = _run("sweep.py", ["--data", str(toy_data), "--data", str(wild), "--data-weights", "1,2",
+                             "--points", "64x0.35", "--epochs", "1", "--steps-per-epoch", "2", "--batch", "4",
+                             "--export-limit", "48", "--bench-runs", "3", "--no-peers",
+                             "--ids", str(tmp_path / "val.txt"), "--results", str(results)], tmp_path / "cache")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    data = json.loads((results / "sweep.json").read_text())
+    (point,) = data["points"]
+    assert point["img_size"] == 64 and set(point["iou"]) == {"toy", "wild"}
+    assert point["p50_ms_1t"] > 0 and point["training"]["data_weights"] == [1, 2]
+    assert (results / "sweep.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.slow
+@pytest.mark.train
+def test_train_cost_at_toy_scale(tmp_path):
+    from hairseg_edge.synth import make_dataset
+
+    data = make_dataset(tmp_path / "toy", n=60, size=64, seed=5)
+    results = tmp_path / "results"
+    proc = _run("train_cost.py", ["--data", str(data), "--sizes", "20,all", "--img-size", "64", "--batch", "4",
+                                  "--pipeline-batches", "4", "--train-steps", "2", "--results", str(results)],
+                tmp_path / "cache")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    study = json.loads((results / "train_cost.json").read_text())
+    assert {(r["mode"], r["dataset_images"]) for r in study["rows"]} == {
+        ("pipeline", 20), ("pipeline", 60), ("epoch", 20), ("epoch", 60)}
+    assert all(r["images_per_s"] > 0 and r["peak_rss_mb"] > 100 for r in study["rows"])
+    assert set(study["comparison"]) == {"pipeline", "epoch"}
+    assert "Memory vs data-set size" in (results / "train_cost.md").read_text()
