@@ -117,7 +117,13 @@ def make_dataset(samples: Sequence[Sample], input_size: int, batch_size: int, *,
 
     def load(i: np.int64, epoch_seed: np.int64) -> tuple[np.ndarray, np.ndarray]:
         sample = samples[int(i)]
-        rgb, mask = load_sample(sample)
+        try:
+            rgb, mask = load_sample(sample)
+        except InputError as err:
+            # tf.numpy_function turns this into a tf.errors.UnknownError with a traceback in its
+            # message; keep the original so the training loop can report it as one line.
+            _input_errors.append(err)
+            raise
         if training:
             rng = np.random.default_rng([seed, int(epoch_seed), int(i)])
             rgb, mask = augment(rgb, mask, rng, aug)
@@ -148,6 +154,24 @@ def make_dataset(samples: Sequence[Sample], input_size: int, batch_size: int, *,
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
+
+
+#: InputErrors raised while the pipeline decoded a sample (see :func:`reraise_input_error`).
+_input_errors: list[InputError] = []
+
+
+def reraise_input_error(exc: BaseException) -> None:
+    """Raise the InputError behind a TensorFlow error from a pipeline, if there is one.
+
+    A file that cannot be read (truncated, not an image, a mask of another size) is only found when
+    the pipeline decodes it inside ``fit()``; TensorFlow wraps the InputError in a
+    ``tf.errors.UnknownError``. Call this in an ``except`` around fit/evaluation to turn it back
+    into the one-line error naming the file. Does nothing for other errors.
+    """
+    if _input_errors and isinstance(exc, tf.errors.OpError):
+        err = _input_errors[0]
+        _input_errors.clear()
+        raise err from None
 
 
 def steps_per_epoch(n_samples: int, batch_size: int) -> int:

@@ -36,7 +36,7 @@ from hairseg_edge.metrics import SegmentationMeter
 from . import archs
 from .keras_compat import keras, tf
 from .losses import BceDiceLoss
-from .pipeline import AugmentOptions, make_dataset, steps_per_epoch
+from .pipeline import AugmentOptions, make_dataset, reraise_input_error, steps_per_epoch
 
 STATE_FILE = "state.json"
 MODEL_FILE = "model.keras"
@@ -359,8 +359,12 @@ class Trainer:
                                 "val_images": sum(len(v) for v in splits.val),
                                 "params": self.params, "macs": self.macs})
         callbacks: list[keras.callbacks.Callback] = [_EpochEnd(self), _BatchProgress(self.progress)]
-        model.fit(train_ds, epochs=o.epochs, initial_epoch=initial_epoch, steps_per_epoch=steps,
-                  callbacks=callbacks, verbose=0)
+        try:
+            model.fit(train_ds, epochs=o.epochs, initial_epoch=initial_epoch, steps_per_epoch=steps,
+                      callbacks=callbacks, verbose=0)
+        except Exception as exc:  # an unreadable file found mid-epoch: its one-line InputError
+            reraise_input_error(exc)
+            raise
         self._save_state(self.history[-1]["epoch"] - 1 if self.history else initial_epoch - 1,
                          finished=True)
         return self._result(stopped_early=self.should_stop)
