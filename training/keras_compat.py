@@ -8,11 +8,24 @@ and a model touched by Keras 3 cannot be pruned or quantized by tensorflow-model
 from __future__ import annotations
 
 import os
+import sys
 
 os.environ["TF_USE_LEGACY_KERAS"] = "1"
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ start-up chatter quiet
 
-import tensorflow as tf  # noqa: E402
-import tf_keras as keras  # noqa: E402
+# TensorFlow 2.21 logs its start-up through absl on file descriptor 2 whatever TF_CPP_MIN_LOG_LEVEL
+# says (oneDNN, "Could not find cuda drivers"): six lines before every train/export message, even
+# a one-line error. Capture fd 2 during the import, drop that chatter and pass anything else on.
+from hairseg_edge.runtime import _native_stderr  # noqa: E402
+
+_STARTUP_NOISE = ("All log messages before absl::InitializeLog()", "port.cc", "cudart_stub.cc",
+                  "cpu_feature_guard.cc", "To enable the following instructions")
+
+with _native_stderr() as _startup_lines:
+    import tensorflow as tf  # noqa: E402
+    import tf_keras as keras  # noqa: E402
+for _line in _startup_lines:
+    if not any(noise in _line for noise in _STARTUP_NOISE):
+        print(_line, file=sys.stderr)
 
 __all__ = ["keras", "tf"]
