@@ -215,33 +215,28 @@ def handled(result) -> None:
 
 @pytest.fixture(scope="module")
 def keras_models(tmp_path_factory) -> dict[str, Path]:
-    """Tiny .keras files built in a child process: ``hair`` (a valid 32 px hairseg model, hair = red),
-    ``lambda`` (the same with a Lambda layer, which safe mode must refuse), ``not_a_model`` (a zip
-    that holds no model) and ``text`` (a text file named .keras)."""
+    """Tiny .keras files: ``hair`` (a valid 32 px hairseg model, hair = red), ``lambda`` (the same
+    with a Lambda layer, which safe mode must refuse), ``not_a_model`` (a zip that holds no model)
+    and ``text`` (a text file named .keras). Built in this process: the train and export cases
+    that use them import TensorFlow here anyway."""
+    from hairseg_edge.training.keras_compat import keras
+
     out = tmp_path_factory.mktemp("keras_models")
-    script = f"""
-import os
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-import numpy as np
-from hairseg_edge.training.keras_compat import keras
-out = {str(out)!r}
-def build(with_lambda):
-    inp = keras.Input(({KERAS_SIZE}, {KERAS_SIZE}, 3), name="image")
-    x = keras.layers.Rescaling(1.0 / 255.0)(inp)
-    if with_lambda:
-        x = keras.layers.Lambda(lambda t: t * 1.0, name="code")(x)
-    head = keras.layers.Conv2D(1, 1, activation="sigmoid", name="head")
-    model = keras.Model(inp, head(x))
-    w = np.zeros((1, 1, 3, 1), np.float32); w[0, 0, 0, 0] = 10.0
-    head.set_weights([w, np.array([-5.0], np.float32)])
-    return model
-build(False).save(os.path.join(out, "hair.keras"))
-build(True).save(os.path.join(out, "lambda.keras"))
-"""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env,
-                          timeout=600, check=False)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+
+    def build(with_lambda: bool):
+        inp = keras.Input((KERAS_SIZE, KERAS_SIZE, 3), name="image")
+        x = keras.layers.Rescaling(1.0 / 255.0)(inp)
+        if with_lambda:
+            x = keras.layers.Lambda(lambda t: t * 1.0, name="code")(x)
+        head = keras.layers.Conv2D(1, 1, activation="sigmoid", name="head")
+        model = keras.Model(inp, head(x))
+        weights = np.zeros((1, 1, 3, 1), np.float32)
+        weights[0, 0, 0, 0] = 10.0
+        head.set_weights([weights, np.array([-5.0], np.float32)])
+        return model
+
+    build(False).save(out / "hair.keras")
+    build(True).save(out / "lambda.keras")
     with zipfile.ZipFile(out / "not_a_model.keras", "w") as zf:
         zf.writestr("readme.txt", "a zip archive, but no Keras model inside")
     (out / "text.keras").write_text("model = 'trust me'\n")
@@ -632,6 +627,7 @@ def _train(data: Path, out: Path, *extra: object):
 
 
 @pytest.mark.train
+@pytest.mark.slow
 def test_train_on_odd_images_in_a_folder_with_spaces_and_non_ascii(tmp_path):
     root = tmp_path / f"data {ODD_NAME}"
     make_dataset(root, n=4, size=(48, 64), seed=5)
@@ -645,7 +641,9 @@ def test_train_on_odd_images_in_a_folder_with_spaces_and_non_ascii(tmp_path):
 
 
 @pytest.mark.train
-@pytest.mark.parametrize("name", ["truncated_jpeg", "text_named_jpg", "mask_of_another_size"])
+@pytest.mark.parametrize("name", ["truncated_jpeg",
+                                  pytest.param("text_named_jpg", marks=pytest.mark.slow),
+                                  pytest.param("mask_of_another_size", marks=pytest.mark.slow)])
 def test_train_refuses_a_file_it_cannot_read_mid_pipeline(name, tmp_path):
     """Problems found only when the tf.data pipeline decodes the file still end in one line."""
     root = tmp_path / "data"
@@ -788,6 +786,7 @@ def test_real_entry_point_device_commands(tmp_path, tiny_tflite, bad_models):
 
 
 @pytest.mark.train
+@pytest.mark.slow
 def test_real_entry_point_train_and_export(tmp_path, keras_models):
     named, words = _dataset_problem("mask_without_image", tmp_path / "data")
     _one_line(_python_m("train", "--data", tmp_path / "data", "--out", tmp_path / "run", "--img-size", "32"),
