@@ -43,6 +43,7 @@ import fcntl
 import json
 import os
 import platform
+import re
 import shlex
 import shutil
 import signal
@@ -71,6 +72,29 @@ DEFAULT_INDEX = "https://pypi.org/simple/"
 HOST_TOOLS = {"qemu-aarch64-static": "qemu-user-static", "debootstrap": "debootstrap", "chroot": "coreutils"}
 BINFMT_DIR = Path("/proc/sys/fs/binfmt_misc")
 BINFMT_CONF = Path("/usr/lib/binfmt.d/qemu-aarch64.conf")
+
+#: Paths inside the arm64 root.
+GUEST_WORK = "/opt/hairseg-check"
+GUEST_PIP_CACHE = "/var/cache/hairseg-pip"
+GUEST_CA_BUNDLE = "/etc/ssl/certs/hairseg-host-ca-bundle.crt"
+
+#: Distributions that must never be in the core install.
+FORBIDDEN_DISTS = ("tensorflow", "tensorflow-cpu", "tf-keras", "tf-nightly", "tensorflow-model-optimization",
+                   "keras", "tflite-runtime", "mediapipe")
+
+SAMPLE_PHOTO = REPO / "examples" / "astronaut.png"
+
+#: Per-step time limits (seconds): a hung emulated step must fail the CI job, not eat its budget.
+DEBOOTSTRAP_TIMEOUT = 45 * 60
+PIP_TIMEOUT = 25 * 60
+COMMAND_TIMEOUT = 15 * 60
+#: Timed runs for ``bench`` under emulation: enough to exercise it, timing means nothing here.
+BENCH_RUNS = 5
+
+
+# --------------------------------------------------------------------------------------------------
+# The emulated Raspberry Pi CPU
+# --------------------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -111,36 +135,21 @@ PI_CPUS = {
 }
 
 
-def host_processors() -> list[int]:
-    """Indices of the CPUs present (``0-1,4`` style list in sysfs), so cpuinfo and sysfs agree."""
-    try:
-        text = Path("/sys/devices/system/cpu/present").read_text().strip()
-    except OSError:
-        return list(range(os.cpu_count() or 1))
+def parse_cpu_list(text: str) -> list[int]:
+    """CPU indices from sysfs's list format: ``"0-3"`` -> [0, 1, 2, 3], ``"0,2-3"`` -> [0, 2, 3]."""
     found: list[int] = []
-    for part in filter(None, text.split(",")):
+    for part in filter(None, text.strip().split(",")):
         first, _, last = part.partition("-")
         found.extend(range(int(first), int(last or first) + 1))
     return found
 
-#: Paths inside the arm64 root.
-GUEST_WORK = "/opt/hairseg-check"
-GUEST_PIP_CACHE = "/var/cache/hairseg-pip"
-GUEST_CA_BUNDLE = "/etc/ssl/certs/hairseg-host-ca-bundle.crt"
 
-#: Distributions that must never be in the core install.
-FORBIDDEN_DISTS = ("tensorflow", "tensorflow-cpu", "tf-keras", "tf-nightly", "tensorflow-model-optimization",
-                   "keras", "tflite-runtime", "mediapipe")
-
-SAMPLE_PHOTO = REPO / "examples" / "astronaut.png"
-BUNDLED_MODEL = REPO / "hairseg_edge" / "models" / "hairseg_int8.tflite"
-
-#: Per-step time limits (seconds): a hung emulated step must fail the CI job, not eat its budget.
-DEBOOTSTRAP_TIMEOUT = 45 * 60
-PIP_TIMEOUT = 25 * 60
-COMMAND_TIMEOUT = 15 * 60
-#: Timed runs for ``bench`` under emulation: enough to exercise it, timing means nothing here.
-BENCH_RUNS = 5
+def host_processors() -> list[int]:
+    """The CPUs present here, so the Pi cpuinfo lists the same processors as the guest's /sys."""
+    try:
+        return parse_cpu_list(Path("/sys/devices/system/cpu/present").read_text())
+    except (OSError, ValueError):
+        return list(range(os.cpu_count() or 1))
 
 
 class Skip(Exception):
@@ -176,23 +185,42 @@ def run(
 ) -> str:
     """Run ``cmd``; return its output (stdout and stderr together).
 
-    The output goes to ``log`` when given (appended) and is printed indented when ``echo``. On a
-    non-zero exit or a timeout, raise :class:`Failure` naming ``what``, with the last lines of output.
+    The output is appended to ``log`` as it comes (``tail -f`` works during debootstrap), and printed
+    indented afterwards when ``echo``. On a non-zero exit or a timeout, raise :class:`Failure` naming
+    ``what``, with the last lines of output. The command runs in its own process group, killed as a
+    whole on a timeout or an interruption: debootstrap's dpkg must not keep writing into a root that
+    the next run deletes.
     """
     argv = [os.fspath(c) for c in cmd]
-    try:
-        proc = subprocess.run(
-            argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            env=env, timeout=timeout, cwd=cwd, check=False,
-        )
-    except subprocess.TimeoutExpired as exc:
-        out = (exc.stdout or b"").decode("utf-8", "replace")
-        _write_log(log, argv, out)
-        raise Failure(f"{what}: no result after {timeout / 60:.0f} min{_tail(out)}") from None
-    except FileNotFoundError as exc:
-        raise Failure(f"{what}: {exc}") from None
-    out = proc.stdout.decode("utf-8", "replace")
-    _write_log(log, argv, out)
+    with contextlib.ExitStack() as stack:
+        if log is None:
+            sink = stack.enter_context(tempfile.TemporaryFile())
+        else:
+            log.parent.mkdir(parents=True, exist_ok=True)
+            sink = stack.enter_context(log.open("a+b"))
+            sink.write(f"$ {shlex.join(argv)}\n".encode())
+            sink.flush()
+        start = sink.tell()
+        try:
+            proc = subprocess.Popen(argv, stdout=sink, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                    env=env, cwd=cwd, start_new_session=True)
+        except OSError as exc:
+            raise Failure(f"{what}: {exc}") from None
+        timed_out = False
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            timed_out = True
+            _kill_group(proc)
+        except BaseException:
+            _kill_group(proc)
+            raise
+        sink.seek(start)
+        out = sink.read().decode("utf-8", "replace")
+        if log is not None:
+            sink.write(b"\n")
+    if timed_out:
+        raise Failure(f"{what}: no result after {timeout / 60:.0f} min{_tail(out)}")
     if echo and out.strip():
         for line in out.rstrip().splitlines():
             print(f"    {line}", flush=True)
@@ -203,12 +231,16 @@ def run(
     return out
 
 
-def _write_log(log: Path | None, argv: list[str], out: str) -> None:
-    if log is None:
-        return
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with log.open("a", encoding="utf-8") as f:
-        f.write(f"$ {shlex.join(argv)}\n{out}\n")
+def _kill_group(proc: subprocess.Popen) -> None:
+    """Stop ``proc`` and everything it started (it leads its own process group)."""
+    for sig, grace in ((signal.SIGTERM, 10), (signal.SIGKILL, 30)):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, sig)
+        try:
+            proc.wait(timeout=grace)
+            return
+        except subprocess.TimeoutExpired:
+            continue
 
 
 def _tail(out: str, lines: int = 25) -> str:
@@ -344,16 +376,21 @@ def cache_lock(cache: Path) -> Iterator[None]:
         yield
 
 
-def mounts_under(path: Path) -> list[Path]:
-    """Mount points at or below ``path``, deepest first (from /proc/self/mountinfo)."""
+def mounts_under(path: Path, mountinfo: str | None = None) -> list[Path]:
+    """Mount points at or below ``path``, deepest first (from /proc/self/mountinfo, or ``mountinfo``)."""
+    if mountinfo is None:
+        mountinfo = Path("/proc/self/mountinfo").read_text(encoding="utf-8", errors="surrogateescape")
     prefix = os.fspath(path).rstrip("/")
-    found = []
-    with open("/proc/self/mountinfo", encoding="utf-8") as f:
-        for line in f:
-            point = line.split()[4].encode().decode("unicode_escape")  # octal escapes such as \040
-            if point == prefix or point.startswith(prefix + "/"):
-                found.append(Path(point))
-    return sorted(set(found), key=lambda p: len(p.parts), reverse=True)
+    found = set()
+    for line in mountinfo.splitlines():
+        fields = line.split()
+        if len(fields) < 5:
+            continue
+        # The kernel writes space, tab, newline and backslash in paths as octal escapes (\040).
+        point = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), fields[4])
+        if point == prefix or point.startswith(prefix + "/"):
+            found.add(Path(point))
+    return sorted(found, key=lambda p: len(p.parts), reverse=True)
 
 
 def unmount_all(path: Path) -> None:
@@ -435,12 +472,7 @@ def mounted_root(root: Path, pip_cache: Path, cpuinfo: Path | None) -> Iterator[
 
     LiteRT reads /proc/cpuinfo and /sys for the CPU topology; pip and Python need /dev/null and
     /dev/urandom. ``cpuinfo`` (a file) is mounted over the root's /proc/cpuinfo (see :class:`PiCpu`).
-    SIGTERM/SIGHUP become an exception so the unmounting runs on CI cancellation too.
     """
-    def _raise(signum: int, _frame: object) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    previous = {sig: signal.signal(sig, _raise) for sig in (signal.SIGTERM, signal.SIGHUP)}
     guest_cache = root / GUEST_PIP_CACHE.lstrip("/")
     pip_cache.mkdir(parents=True, exist_ok=True)
     guest_cache.mkdir(parents=True, exist_ok=True)
@@ -459,8 +491,6 @@ def mounted_root(root: Path, pip_cache: Path, cpuinfo: Path | None) -> Iterator[
         yield
     finally:
         unmount_all(root)
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -620,8 +650,6 @@ def check(opts: Options) -> Outcome:
              f", debootstrap, {index_url()} reachable")
     if not opts.image.is_file():
         raise Failure(f"sample photo not found: {opts.image}")
-    if opts.model is None and not BUNDLED_MODEL.is_file():
-        raise Failure(f"the bundled default model is missing: {BUNDLED_MODEL} (pass --model to check another)")
     if opts.model is not None and not opts.model.is_file():
         raise Failure(f"model not found: {opts.model}")
 
@@ -631,7 +659,10 @@ def check(opts: Options) -> Outcome:
         host_dir = opts.cache / "host"
         remove_tree(host_dir)
         host = HostSide(host_dir, host_dir / "logs")
-        wheel = host.build()  # first: a packaging error should not wait for a 10-minute debootstrap
+        # First, on x86: a packaging error or a wheel without the bundled model should not wait for
+        # a 10-minute debootstrap to be found.
+        wheel = host.build()
+        host.check_model(opts.model)
 
         root = ensure_root(opts.cache, RootRecipe(mirror=os.environ.get("HAIRSEG_ARM64_MIRROR", DEFAULT_MIRROR)),
                            ca_bundle)
@@ -695,6 +726,13 @@ class HostSide:
         listing = self._run([self.python, "-m", "pip", "list", "--format=json"], what="x86 pip list")
         progress(f"x86: {versions_of(listing, KEY_DISTS)}")
         return wheel
+
+    def check_model(self, model: Path | None) -> None:
+        """``hairseg-edge info`` on x86: the model loads (for the default: the wheel ships it)."""
+        which = f"--model {model}" if model else "the bundled default model"
+        progress(f"x86: hairseg-edge info on {which}")
+        self._run(DeviceCommands(os.fspath(self.venv / "bin" / "hairseg-edge"),
+                                 os.fspath(model) if model else None).info(), what=f"x86 hairseg-edge info ({which})")
 
     def python_snippet(self, code: str, *args: str, what: str) -> str:
         return self._run([self.python, "-c", code, *args], what=what)
@@ -897,8 +935,14 @@ def parse_args(argv: Sequence[str] | None) -> Options:
                    min_iou=args.min_iou, dataset_size=args.dataset_size, cpu=args.cpu, no_skip=args.no_skip)
 
 
+def _interrupt(signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     opts = parse_args(argv)
+    # A cancelled CI job sends SIGTERM: unwind like Ctrl-C, so children are killed and mounts released.
+    previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
     try:
         outcome = check(opts)
     except Skip as exc:
@@ -911,8 +955,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"arm64 check FAILED: {exc}", flush=True)
         return 1
     except KeyboardInterrupt as exc:
-        print(f"arm64 check interrupted ({exc or 'Ctrl-C'}); mounts were released", flush=True)
+        print(f"arm64 check interrupted ({exc or 'SIGINT'}); its processes and mounts were cleaned up", flush=True)
         return 130
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     print(outcome.line(), flush=True)
     return 0
 

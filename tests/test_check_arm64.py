@@ -1,0 +1,94 @@
+"""The arm64 emulation harness (scripts/check_arm64.py): its decisions, without emulating anything.
+
+The end-to-end run (debootstrap, qemu, pip on arm64) is ``make check-arm64`` itself; these tests pin the
+logic that decides whether a cached root is reused, what counts as a forbidden install, which mounts
+are released, and that a missing prerequisite is one line and exit 0.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def harness():
+    spec = importlib.util.spec_from_file_location("check_arm64", REPO / "scripts" / "check_arm64.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses resolve annotations through sys.modules
+    try:
+        spec.loader.exec_module(module)
+        yield module
+    finally:
+        sys.modules.pop(spec.name, None)
+
+
+def test_cached_root_is_reused_only_with_a_matching_completion_marker(harness, tmp_path):
+    recipe = harness.RootRecipe()
+    root = tmp_path / "root"
+    marker = tmp_path / "root.complete"
+    root.mkdir()
+    assert not harness.root_is_complete(root, marker, recipe), "no marker: an interrupted build"
+    marker.write_text("{not json")
+    assert not harness.root_is_complete(root, marker, recipe)
+    marker.write_text(json.dumps({**recipe.to_dict(), "suite": "trixie"}))
+    assert not harness.root_is_complete(root, marker, recipe), "built from another recipe"
+    marker.write_text(json.dumps({**recipe.to_dict(), "built": "2026-01-01T00:00:00"}))
+    assert harness.root_is_complete(root, marker, recipe)
+    root.rmdir()
+    assert not harness.root_is_complete(root, marker, recipe), "marker without its root"
+
+
+def test_forbidden_distributions_are_found_whatever_their_spelling(harness):
+    listing = json.dumps([
+        {"name": "numpy", "version": "2.4.6"},
+        {"name": "tf_keras", "version": "2.21.0"},
+        {"name": "TensorFlow", "version": "2.21.0"},
+        {"name": "ai-edge-litert", "version": "2.3.0"},
+    ])
+    assert harness.forbidden_in(listing) == ["tensorflow", "tf-keras"]
+    assert harness.forbidden_in(json.dumps([{"name": "ai-edge-litert", "version": "2.3.0"}])) == []
+    assert harness.versions_of(listing, ("numpy", "typer")) == "numpy 2.4.6, typer missing"
+
+
+def test_mounts_under_a_root_are_listed_deepest_first_with_escaped_paths(harness):
+    mountinfo = "\n".join([
+        r"36 35 0:5 / /cache/my\040root/proc rw - proc proc rw",
+        r"37 36 8:1 /x /cache/my\040root/proc/cpuinfo ro - ext4 /dev/vda ro",
+        r"38 35 8:1 / /cache/my\040rootfs rw - ext4 /dev/vda rw",
+        r"39 35 0:6 / /proc rw - proc proc rw",
+    ])
+    assert harness.mounts_under(Path("/cache/my root"), mountinfo) == [
+        Path("/cache/my root/proc/cpuinfo"), Path("/cache/my root/proc")]
+
+
+def test_cpu_lists_and_pi_cpuinfo(harness):
+    assert harness.parse_cpu_list("0-1\n") == [0, 1]
+    assert harness.parse_cpu_list("0,2-3") == [0, 2, 3]
+    text = harness.PI_CPUS["pi4"].cpuinfo([0, 1])
+    assert text.count("processor\t:") == 2
+    assert "CPU part\t: 0xd08" in text and "Raspberry Pi 4" in text
+    assert "asimddp" in harness.PI_CPUS["pi5"].features and "asimddp" not in harness.PI_CPUS["pi4"].features
+
+
+def test_a_missing_prerequisite_is_one_line_and_exit_0(harness, monkeypatch, capsys, tmp_path):
+    monkeypatch.setattr(harness.os, "geteuid", lambda: 1000)
+    assert harness.main(["--cache", str(tmp_path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines == ["arm64 check skipped: needs root (chroot, mount, binfmt_misc); run it as root, "
+                     "e.g. sudo make check-arm64"]
+    assert harness.main(["--cache", str(tmp_path), "--no-skip"]) == 1
+    assert capsys.readouterr().out.startswith("arm64 check FAILED: needs root")
+
+
+def test_the_cache_must_live_outside_the_clone(harness, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        harness.main(["--cache", str(REPO / "arm64-cache")])
+    assert exit_info.value.code == 2
+    assert "outside the clone" in capsys.readouterr().err
