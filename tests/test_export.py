@@ -199,6 +199,26 @@ def test_existing_outputs_are_refused_without_force_and_left_untouched(full_expo
     assert {p: p.read_bytes() for p in options.out.iterdir()} == before
 
 
+def test_force_replaces_outputs_atomically_and_prints_the_table(full_export, export_inputs, tmp_path):
+    import shutil
+
+    options, _ = full_export
+    out = tmp_path / "out"
+    shutil.copytree(options.out, out)
+    float32 = out / "hair-float32.tflite"
+    inode_before = float32.stat().st_ino
+    int8_before = (out / "hair-int8.tflite").read_bytes()
+    result = CliRunner().invoke(app, ["export", str(export_inputs["model"]), "--float32",
+                                      "--eval", str(export_inputs["eval"]), "--out", str(out), "--force"])
+    assert result.exit_code == 0, result.output
+    assert "gate passed" in result.stdout and "float32  written" in result.stdout
+    assert f"next: hairseg-edge bench {float32.resolve()}\n" in result.stdout  # one line, copyable
+    assert float32.stat().st_ino != inode_before  # a new file renamed into place, not rewritten in place
+    assert (out / "hair-int8.tflite").read_bytes() == int8_before  # not part of this export: untouched
+    assert [v["name"] for v in json.loads((out / "report.json").read_text())["variants"]] == ["float32"]
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]
+
+
 def test_broken_calibration_fails_the_gate_exits_1_and_writes_no_model(export_inputs, tmp_path):
     """Calibrating on constant black images squeezes every activation range: the int8 model is
     refused, and with --force an earlier good file at its path is not replaced."""

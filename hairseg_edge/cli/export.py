@@ -9,6 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from hairseg_edge.errors import InputError, MissingExtraError
+from hairseg_edge.export.options import IOType  # plain Python: no TensorFlow behind it
 
 from ._common import console, err_console, reports_errors
 
@@ -86,8 +87,8 @@ def export(
                            "point).")] = 0.005,
     min_agreement: Annotated[float, typer.Option(
         "--min-agreement", help="Smallest agreement IoU with the float model's masks that passes.")] = 0.97,
-    io: Annotated[str, typer.Option(
-        help="int8 model input/output type: uint8 (camera frames as they are), int8 or float32.")] = "uint8",
+    io: Annotated[IOType, typer.Option(
+        help="int8 model input/output type: uint8 takes camera frames as they are.")] = IOType.UINT8,
     out: Annotated[Path, typer.Option(help="Output folder (models, report.json, report.md).")] = Path(
         "export-out"),
     force: Annotated[bool, typer.Option("--force", help="Overwrite existing outputs.")] = False,
@@ -117,16 +118,19 @@ def export(
         finetune_lr=finetune_lr)
     api = _import_export_api()
     shown = err_console if as_json else console
-    report = api.export_model(options, progress=lambda message: shown.print(f"[dim]{message}[/]"))
+    # soft_wrap: paths and commands stay on one line, so they can be copied.
+    report = api.export_model(options, progress=lambda message: shown.print(
+        message, style="dim", soft_wrap=True, markup=False, highlight=False))
     if as_json:
         typer.echo(report.to_json(), nl=False)
     else:
         console.print(report.rich_table())
-        console.print(f"gate: {report.gate.reason}")
-        console.print(f"report: {options.report_json_path}, {options.report_md_path}")
+        console.print(f"gate: {report.gate.reason}", soft_wrap=True, markup=False)
+        console.print(f"report: {options.report_json_path}, {options.report_md_path}", soft_wrap=True,
+                      markup=False)
         written = [row.path for row in report.variants if row.path]
         if written:
-            console.print(f"next: hairseg-edge bench {' '.join(written)}")
+            console.print(f"next: hairseg-edge bench {' '.join(written)}", soft_wrap=True, markup=False)
     report.raise_for_gate()
 
 
