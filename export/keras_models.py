@@ -8,6 +8,7 @@ model that is pruned or quantized.
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 from hairseg_edge.errors import InputError
@@ -33,14 +34,27 @@ def load_float_model(path: str | os.PathLike[str]) -> keras.Model:
     from hairseg_edge.training import losses  # noqa: F401
 
     try:
-        model = keras.models.load_model(path, safe_mode=True, compile=False)
+        with warnings.catch_warnings():
+            # Keras warns (on stderr) before refusing a Lambda layer; the refusal below says it all.
+            warnings.simplefilter("ignore")
+            model = keras.models.load_model(path, safe_mode=True, compile=False)
     except Exception as exc:  # Keras raises many types (ValueError, OSError, zipfile errors, ...)
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise InputError(f"not a loadable Keras model ({first_line[:200]})", path) from None
+        raise InputError(f"not a loadable Keras model ({_load_failure(exc)})", path) from None
     if not isinstance(model, keras.Model):
         raise InputError(f"holds a {type(model).__name__}, not a Keras model", path)
     input_size_of(model, path)
     return model
+
+
+def _load_failure(exc: BaseException) -> str:
+    """Keras' reason for refusing a file, in one short clause."""
+    text = " ".join(str(exc).split())
+    if "Lambda" in text and ("safe" in text or "arbitrary code" in text):
+        return "it holds a Lambda layer, i.e. Python code, which safe mode refuses to run"
+    if not text:
+        return type(exc).__name__
+    first_sentence = text.split(". ")[0].rstrip(".")
+    return first_sentence if len(first_sentence) <= 200 else first_sentence[:197] + "..."
 
 
 def input_size_of(model: keras.Model, path: str | os.PathLike[str] | None = None) -> int:
