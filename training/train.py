@@ -407,7 +407,9 @@ class Trainer:
             raise InputError("output folder is not writable", self.out)
         opts_path = self.out / "train_options.json"
         if self.resume:
-            if _read_state(self.out) is None:
+            # A run killed before its first epoch was saved has its options but no state: --resume
+            # starts it again from epoch 0 in its own folder (a fresh run would refuse the folder).
+            if _read_state(self.out) is None and not opts_path.exists():
                 raise InputError("nothing to resume: no state.json in the run folder", self.out)
             if opts_path.exists():
                 saved = json.loads(opts_path.read_text(encoding="utf-8"))
