@@ -154,6 +154,8 @@ def export_model(options: ExportOptions, *, progress: Progress | None = None) ->
             name="float", path=str(options.model.resolve()), size_bytes=len(reference_bytes),
             gzip_bytes=gzip_size(reference_bytes),
             sparsity=_sparsity(model, weights_to_measure),
+            # The reference compared with itself: 1.0 and 0.0 by definition (the unpruned float32
+            # variant, the same bytes, is measured and shows the same).
             iou=reference_scores.iou, f1=reference_scores.f1, agreement_iou=1.0, max_prob_diff=0.0,
             p50_ms=latency["float"], status="reference",
             reason="the .keras model as given, converted to float32 .tflite",
