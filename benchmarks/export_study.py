@@ -18,7 +18,9 @@ on CelebAMask-HQ is the intended subject) and a data set:
    Every export verifies its variants against the same float original (converted to a float32
    .tflite, unpruned) on the validation split of ``--data`` through the device runtime, and writes
    ``report.json``. A variant that misses the export gate is not written; its numbers are still in the
-   report and in this study's table (status ``rejected``).
+   report and in this study's table (status ``rejected``). ``--write-all`` opens the gate instead
+   (``--max-drop 1 --min-agreement 0``), so every variant is written and benched; the acceptance
+   criteria below still use ``--max-drop``.
 2. Times every written .tflite with ``hairseg_edge.bench`` on one thread, one process per model
    (timing many models in one process is erratic on a small shared VM), ``--bench-rounds`` times
    over all models in turn; a model's p50 is the median of its rounds' p50s. The float32 file of the
@@ -107,6 +109,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--finetune-lr", type=float, default=1e-4)
     p.add_argument("--bench-runs", type=int, default=100, help="timed invokes per bench measurement")
     p.add_argument("--bench-rounds", type=int, default=3, help="bench passes over all models")
+    p.add_argument("--write-all", action="store_true",
+                   help="run the exports with the gate open (--max-drop 1 --min-agreement 0) so every "
+                        "variant is written and benched; the criteria still use --max-drop")
     p.add_argument("--force", action="store_true", help="replace earlier exports and reports")
     args = p.parse_args(argv)
     names = [n.strip() for n in args.configs.split(",") if n.strip()]
@@ -123,9 +128,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def run_export(config: StudyConfig, args: argparse.Namespace) -> dict[str, Any]:
     """One ``hairseg-edge export`` in its own process; returns its report.json (gate failures included)."""
     out = args.work / "exports" / config.name
+    max_drop, min_agreement = (1.0, 0.0) if args.write_all else (args.max_drop, args.min_agreement)
     argv = ["export", str(args.model), *config.flags, "--data", str(args.data), "--out", str(out),
-            "--calib-count", str(args.calib_count), "--max-drop", str(args.max_drop),
-            "--min-agreement", str(args.min_agreement), "--finetune-epochs", str(args.finetune_epochs),
+            "--calib-count", str(args.calib_count), "--max-drop", str(max_drop),
+            "--min-agreement", str(min_agreement), "--finetune-epochs", str(args.finetune_epochs),
             "--finetune-batch", str(args.finetune_batch), "--finetune-lr", str(args.finetune_lr)]
     if args.limit is not None:
         argv += ["--limit", str(args.limit)]
@@ -304,7 +310,9 @@ def to_markdown(study: dict[str, Any]) -> str:
     notes = [f"- {cfg}: {note}" for cfg, rep in study["reports"].items() for note in rep.get("notes", [])]
     gates = [f"- {cfg}: gate {'passed' if rep['gate']['passed'] else 'FAILED'}: {rep['gate']['reason']}"
              for cfg, rep in study["reports"].items()]
-    lines += ["## Export gates", "", *gates, ""]
+    opened = " (opened with --write-all: every variant written; judge by the criteria above)" \
+        if study.get("write_all") else ""
+    lines += [f"## Export gates{opened}", "", *gates, ""]
     if notes:
         lines += ["## Notes", "", *notes, ""]
     return "\n".join(lines)
@@ -342,7 +350,8 @@ def main(argv: list[str] | None = None) -> int:
             "evaluation": first["evaluation"],
             "calibration_count": (first.get("calibration") or {}).get("count"),
             "float_iou": first["float"]["iou"], "float_f1": first["float"]["f1"],
-            "bench_runs": args.bench_runs, "bench_rounds": args.bench_rounds,
+            "bench_runs": args.bench_runs, "bench_rounds": args.bench_rounds, "write_all": args.write_all,
+            "max_drop": args.max_drop,
             "rows": rows, "criteria": checks,
             "headline_met": bool(headline and all(headline[k] for k in (
                 "iou_within_max_drop", "speedup_at_least_2_5x", "size_at_most_0_3x"))),
