@@ -382,6 +382,7 @@ class _VideoOutputs:
     def __init__(self, stack: contextlib.ExitStack, paths: dict[str, Path], fps: float,
                  size: tuple[int, int], force: bool):
         self.writers: dict[str, cv2.VideoWriter] = {}
+        self.frames = 0
         fourcc = cv2.VideoWriter.fourcc(*VIDEO_FOURCC)
         for role, final in paths.items():
             tmp = stack.enter_context(atomic_path(final, force=force))
@@ -389,7 +390,8 @@ class _VideoOutputs:
             if not writer.isOpened():
                 writer.release()
                 raise InputError(f"cannot open a {VIDEO_FOURCC} video writer", final)
-            # Registered after atomic_path, so on exit the writer is released before the rename.
+            # Exit order (last in, first out): release the writer, check the file, then rename.
+            stack.enter_context(self._checked(tmp, final))
             stack.callback(writer.release)
             self.writers[role] = writer
 
@@ -397,6 +399,30 @@ class _VideoOutputs:
         for role, writer in self.writers.items():
             img = images[role]
             writer.write(_gray_to_bgr(img) if img.ndim == 2 else cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+        self.frames += 1
+
+    @contextlib.contextmanager
+    def _checked(self, tmp: Path, final: Path) -> Iterator[None]:
+        """After a stream that ended well, refuse to rename a video FFmpeg could not finish.
+
+        cv2.VideoWriter reports no write errors: on a disk that fills up mid-video it drops frames
+        and the MP4 index silently, which leaves an unplayable file. Reopening the closed file
+        (its index only, no decoding) tells; the temporary file is then removed, not renamed.
+        """
+        yield
+        from .runtime import _native_stderr  # FFmpeg's "moov atom not found" is ours to report
+
+        with _native_stderr():
+            capture = cv2.VideoCapture(str(tmp))
+            try:
+                readable = capture.isOpened()
+                count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0) if readable else 0
+            finally:
+                capture.release()
+        if not readable or (count > 0 and count != self.frames):
+            found = f"{count} of {self.frames} frames" if readable else "unreadable"
+            raise InputError(f"the video could not be written completely ({found}; is the disk "
+                             "full?)", final)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -284,6 +284,21 @@ def full_folder(tmp_path) -> Iterator[Path]:
 
 
 @pytest.fixture
+def small_disk(tmp_path) -> Iterator[Path]:
+    """An empty 200 kB tmpfs: room for a video's start, not for all of it (a disk filling up)."""
+    mount_point = tmp_path / "small disk"
+    mount_point.mkdir()
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=200k", "tmpfs", str(mount_point)],
+                          capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here ({proc.stderr.strip() or proc.returncode})")
+    try:
+        yield mount_point / "out"
+    finally:
+        subprocess.run(["umount", "-l", str(mount_point)], check=False)
+
+
+@pytest.fixture
 def under_a_file(tmp_path) -> Path:
     """An output path below a regular file: unwritable even for root."""
     blocker = tmp_path / "blocker.txt"
@@ -370,6 +385,19 @@ def test_run_a_video_into_a_full_disk_leaves_no_video_at_the_final_path(tmp_path
     line = refused(cli("run", clip, "--model", tiny_tflite["float32"], "--out", full_folder))
     assert "clip" in line
     assert not (full_folder / "clip_mask.mp4").exists()
+
+
+def test_run_a_video_onto_a_disk_that_fills_up_leaves_no_broken_video(tmp_path, tiny_tflite, small_disk):
+    """OpenCV's VideoWriter reports no write error: the file is checked before it is renamed."""
+    clip = tmp_path / "noise.mp4"
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter.fourcc(*"mp4v"), 25.0, (64, 48))
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        writer.write(rng.integers(0, 256, (48, 64, 3), dtype=np.uint8))
+    writer.release()
+    result = cli("run", clip, "--model", tiny_tflite["float32"], "--out", small_disk, "--overlay")
+    refused(result, "noise_", "could not be written completely")
+    assert list(small_disk.iterdir()) == []  # neither a broken video nor a temporary file
 
 
 def test_run_into_an_output_path_under_a_file(tmp_path, tiny_tflite, under_a_file):
