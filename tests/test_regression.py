@@ -95,7 +95,7 @@ def test_fresh_int8_export_of_bundled_float_agrees_with_bundled_int8(tmp_path):
             write_image(calib / "images" / f"{i:02d}-flip.png", np.ascontiguousarray(rgb[:, ::-1]))
             small = cv2.resize(rgb, (rgb.shape[1] // 2, rgb.shape[0] // 2), interpolation=cv2.INTER_AREA)
             write_image(calib / "images" / f"{i:02d}-small.png", small)
-        options = ExportOptions(FLOAT, variants=("int8",), calib=calib, eval=calib, out=tmp_path / "out")
+        options = ExportOptions(FLOAT, variants=("int8",), calib=calib, eval_data=calib, out=tmp_path / "out")
     report = export_model(options)
     assert report.gate.passed, report.gate.reason
     fresh = Path(report.variant("int8").path)

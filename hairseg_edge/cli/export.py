@@ -41,17 +41,10 @@ def _import_export_api():
 
 
 def _default_model() -> Path:
-    """The bundled float .keras model, when this install ships one."""
-    from hairseg_edge import models
+    """The bundled float .keras model (InputError, exit 2, when this install ships none)."""
+    from hairseg_edge.models import default_model_path
 
-    finder = getattr(models, "default_model_path", None)
-    try:
-        if finder is None:
-            raise InputError("no bundled models")
-        return Path(finder(kind="float"))
-    except InputError:
-        raise InputError("no MODEL given and this install bundles no float .keras model; pass the "
-                         ".keras file written by hairseg-edge train") from None
+    return default_model_path("float")
 
 
 @reports_errors
