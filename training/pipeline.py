@@ -168,10 +168,20 @@ def reraise_input_error(exc: BaseException) -> None:
     ``tf.errors.UnknownError``. Call this in an ``except`` around fit/evaluation to turn it back
     into the one-line error naming the file. Does nothing for other errors.
     """
-    if _input_errors and isinstance(exc, tf.errors.OpError):
-        err = _input_errors[0]
-        _input_errors.clear()
-        raise err from None
+    if not isinstance(exc, tf.errors.OpError):
+        return
+    # TensorFlow's message quotes the Python error; match on it, so an error that a parallel
+    # decoder recorded for another pipeline (or an earlier run in this process) is never reported.
+    message = str(exc)
+    for err in list(_input_errors):
+        if str(err) in message:
+            _input_errors.clear()
+            raise err from None
+
+
+def forget_input_errors() -> None:
+    """Drop recorded InputErrors (call before a new fit, so nothing stale is kept around)."""
+    _input_errors.clear()
 
 
 def steps_per_epoch(n_samples: int, batch_size: int) -> int:

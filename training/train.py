@@ -36,7 +36,8 @@ from hairseg_edge.metrics import SegmentationMeter
 from . import archs
 from .keras_compat import keras, tf
 from .losses import BceDiceLoss
-from .pipeline import AugmentOptions, make_dataset, reraise_input_error, steps_per_epoch
+from .pipeline import (AugmentOptions, forget_input_errors, make_dataset, reraise_input_error,
+                       steps_per_epoch)
 
 STATE_FILE = "state.json"
 MODEL_FILE = "model.keras"
@@ -359,6 +360,7 @@ class Trainer:
                                 "val_images": sum(len(v) for v in splits.val),
                                 "params": self.params, "macs": self.macs})
         callbacks: list[keras.callbacks.Callback] = [_EpochEnd(self), _BatchProgress(self.progress)]
+        forget_input_errors()
         try:
             model.fit(train_ds, epochs=o.epochs, initial_epoch=initial_epoch, steps_per_epoch=steps,
                       callbacks=callbacks, verbose=0)
