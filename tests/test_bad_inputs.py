@@ -94,7 +94,7 @@ def _solid_png(side: int) -> bytes:
     if side not in _HUGE_PNG:
         bgr = np.empty((side, side, 3), np.uint8)
         bgr[:] = (20, 20, 200)
-        _HUGE_PNG[side] = _encode(".png", bgr[..., ::-1].copy(), cv2.IMWRITE_PNG_COMPRESSION, 9)
+        _HUGE_PNG[side] = _encode(".png", bgr[..., ::-1].copy(), cv2.IMWRITE_PNG_COMPRESSION, 1)
     return _HUGE_PNG[side]
 
 
@@ -311,16 +311,19 @@ def under_a_file(tmp_path) -> Path:
 # ==================================================================================================
 
 
-@pytest.mark.parametrize("name", list(ODD_IMAGES))
+@pytest.mark.parametrize("name", [n if n != "huge_8000" else pytest.param(n, marks=pytest.mark.slow)
+                                  for n in ODD_IMAGES])
 def test_run_converts_and_segments_odd_but_valid_images(name, tmp_path, tiny_tflite):
     data = odd_image(name)
     src = write(tmp_path / ODD_NAME / f"{name} é{ODD_IMAGES[name][0]}", data)
     out = tmp_path / f"out {ODD_NAME}"
-    handled(cli("run", src, "--model", tiny_tflite["uint8"], "--out", out, "--overlay"))
+    # (no overlay for the 8000x8000 image: encoding a 192 MB overlay PNG adds nothing to the check)
+    extra = [] if name == "huge_8000" else ["--overlay"]
+    handled(cli("run", src, "--model", tiny_tflite["uint8"], "--out", out, *extra))
     mask = cv2.imread(str(out / f"{src.stem}_mask.png"), cv2.IMREAD_UNCHANGED)
     assert mask is not None and mask.shape == image_size(data)
     assert set(np.unique(mask)) <= {0, 255}
-    assert len(list(out.glob(f"{src.stem}_overlay.*"))) == 1
+    assert len(list(out.glob(f"{src.stem}_overlay.*"))) == len(extra)
     if name in ("huge_8000", "one_pixel"):  # solid dark red / pure red: all hair for this model
         assert mask.min() == 255
 
