@@ -81,6 +81,8 @@ GUEST_CA_BUNDLE = "/etc/ssl/certs/hairseg-host-ca-bundle.crt"
 #: Distributions that must never be in the core install.
 FORBIDDEN_DISTS = ("tensorflow", "tensorflow-cpu", "tf-keras", "tf-nightly", "tensorflow-model-optimization",
                    "keras", "tflite-runtime", "mediapipe")
+#: Distributions whose versions each side reports (the core install).
+KEY_DISTS = ("hairseg-edge", "ai-edge-litert", "numpy", "opencv-python-headless", "typer")
 
 SAMPLE_PHOTO = REPO / "examples" / "astronaut.png"
 
@@ -266,7 +268,8 @@ def native_arm64() -> bool:
 
 def ensure_host_tools() -> None:
     """Find chroot, debootstrap and qemu-aarch64-static; install them with apt-get when missing."""
-    wanted = {tool: pkg for tool, pkg in HOST_TOOLS.items() if not (native_arm64() and tool.startswith("qemu"))}
+    wanted = {tool: pkg for tool, pkg in HOST_TOOLS.items()
+              if not (native_arm64() and tool.startswith("qemu"))}
     missing = sorted({pkg for tool, pkg in wanted.items() if shutil.which(tool) is None})
     if not missing:
         return
@@ -282,7 +285,8 @@ def ensure_host_tools() -> None:
             run(["apt-get", "update", "-q"], what="apt-get update", env=env, timeout=10 * 60)
             run(install, what="apt-get install", env=env, timeout=20 * 60)
         except Failure as exc:
-            raise Skip(f"needs {' and '.join(missing)}, and apt-get could not install them ({_first_line(exc)})") from None
+            raise Skip(f"needs {' and '.join(missing)}, and apt-get could not install them "
+                       f"({_first_line(exc)})") from None
     still = sorted({pkg for tool, pkg in wanted.items() if shutil.which(tool) is None})
     if still:
         raise Skip(f"needs {' and '.join(still)}, still missing after apt-get install")
@@ -329,7 +333,8 @@ def ensure_binfmt() -> Binfmt:
         key, _, value = line.partition(" ")  # "enabled", "interpreter PATH", "flags: POF"
         status[key.rstrip(":")] = value.strip() if value else key
     if "enabled" not in status:
-        raise Skip("the qemu-aarch64 binfmt_misc entry is disabled (echo 1 > /proc/sys/fs/binfmt_misc/qemu-aarch64)")
+        raise Skip("the qemu-aarch64 binfmt_misc entry is disabled "
+                   "(echo 1 > /proc/sys/fs/binfmt_misc/qemu-aarch64)")
     interpreter = status.get("interpreter")
     if not interpreter:
         raise Skip("the qemu-aarch64 binfmt_misc entry names no interpreter")
@@ -350,7 +355,7 @@ def check_reachable(url: str, what: str, ca_bundle: Path | None) -> None:
 
 def host_ca_bundle() -> Path | None:
     """The CA bundle this host trusts (a proxy's CA included), to copy into the root for pip."""
-    candidates = [os.environ.get("PIP_CERT"), os.environ.get("SSL_CERT_FILE"), os.environ.get("REQUESTS_CA_BUNDLE"),
+    candidates = [*(os.environ.get(name) for name in ("PIP_CERT", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE")),
                   ssl.get_default_verify_paths().cafile, "/etc/ssl/certs/ca-certificates.crt"]
     for candidate in candidates:
         if candidate and Path(candidate).is_file():
@@ -441,9 +446,9 @@ def ensure_root(cache: Path, recipe: RootRecipe, ca_bundle: Path | None) -> Path
     marker = cache / f"{root.name}.complete"
     if root_is_complete(root, marker, recipe):
         progress(f"reusing the {recipe.suite} {recipe.arch} root at {root}")
-        unmount_all(root)  # left over from a run that was killed before it could clean up
         return root
-    check_reachable(f"{recipe.mirror.rstrip('/')}/dists/{recipe.suite}/Release", "the Debian mirror", ca_bundle)
+    release = f"{recipe.mirror.rstrip('/')}/dists/{recipe.suite}/Release"
+    check_reachable(release, "the Debian mirror", ca_bundle)
     marker.unlink(missing_ok=True)
     if root.exists():
         progress(f"removing the incomplete root at {root}")
@@ -452,7 +457,8 @@ def ensure_root(cache: Path, recipe: RootRecipe, ca_bundle: Path | None) -> Path
     debs.mkdir(parents=True, exist_ok=True)
     log = cache / "debootstrap.log"
     log.unlink(missing_ok=True)
-    progress(f"building a Debian {recipe.suite} {recipe.arch} root with debootstrap (about 10 min; log: {log})")
+    progress(f"building a Debian {recipe.suite} {recipe.arch} root with debootstrap "
+             f"(about 10 min; log: {log})")
     started = time.monotonic()
     run(["debootstrap", f"--arch={recipe.arch}", f"--variant={recipe.variant}", f"--cache-dir={debs}",
          f"--include={','.join(recipe.packages)}", recipe.suite, os.fspath(root), recipe.mirror],
@@ -461,7 +467,8 @@ def ensure_root(cache: Path, recipe: RootRecipe, ca_bundle: Path | None) -> Path
     # Keep the root small: the .debs are cached in debs/ already.
     shutil.rmtree(root / "var" / "cache" / "apt" / "archives", ignore_errors=True)
     (root / "var" / "cache" / "apt" / "archives" / "partial").mkdir(parents=True, exist_ok=True)
-    marker.write_text(json.dumps({**recipe.to_dict(), "built": time.strftime("%Y-%m-%dT%H:%M:%S%z")}, indent=1))
+    built = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    marker.write_text(json.dumps({**recipe.to_dict(), "built": built}, indent=1))  # last: the root is whole
     progress(f"root built in {(time.monotonic() - started) / 60:.1f} min")
     return root
 
@@ -485,7 +492,7 @@ def mounted_root(root: Path, pip_cache: Path, cpuinfo: Path | None) -> Iterator[
     if cpuinfo is not None:
         plan.append(["mount", "--bind", "-o", "ro", cpuinfo, root / "proc" / "cpuinfo"])
     try:
-        unmount_all(root)
+        unmount_all(root)  # left over from a run that was killed (SIGKILL) before it could clean up
         for cmd in plan:
             run(cmd, what=f"mount {cmd[-1]}", timeout=60)
         yield
@@ -537,7 +544,8 @@ class Guest:
             **_passthrough_env(),
         }
         if self.ca_bundle is not None:
-            env.update(PIP_CERT=GUEST_CA_BUNDLE, SSL_CERT_FILE=GUEST_CA_BUNDLE, REQUESTS_CA_BUNDLE=GUEST_CA_BUNDLE)
+            for name in ("PIP_CERT", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE"):
+                env[name] = GUEST_CA_BUNDLE
         if self.cpu is not None:
             env["QEMU_CPU"] = self.cpu.qemu_cpu  # read by the binfmt-started qemu
         return env
@@ -608,9 +616,6 @@ def versions_of(pip_list_json: str, names: Sequence[str]) -> str:
     return ", ".join(f"{n} {versions.get(n, 'missing')}" for n in names)
 
 
-KEY_DISTS = ("hairseg-edge", "ai-edge-litert", "numpy", "opencv-python-headless", "typer")
-
-
 # --------------------------------------------------------------------------------------------------
 # The check
 # --------------------------------------------------------------------------------------------------
@@ -618,6 +623,8 @@ KEY_DISTS = ("hairseg-edge", "ai-edge-litert", "numpy", "opencv-python-headless"
 
 @dataclass(frozen=True)
 class Options:
+    """What to check, from the command line (see :func:`parse_args`)."""
+
     cache: Path
     model: Path | None
     image: Path
@@ -629,6 +636,8 @@ class Options:
 
 @dataclass
 class Outcome:
+    """What has passed so far; :meth:`line` is the summary printed last."""
+
     passed: list[str] = field(default_factory=list)
     agreement_iou: float | None = None
     arm64_eval_iou: float | None = None
@@ -646,8 +655,8 @@ def check(opts: Options) -> Outcome:
     binfmt = ensure_binfmt()
     ca_bundle = host_ca_bundle()
     check_reachable(f"{index_url().rstrip('/')}/pip/", "the Python package index", ca_bundle)
-    progress(f"prerequisites ok: root, {'native arm64' if binfmt.interpreter is None else 'qemu-aarch64 in binfmt_misc'}"
-             f", debootstrap, {index_url()} reachable")
+    runner = "native arm64" if binfmt.interpreter is None else "qemu-aarch64 in binfmt_misc"
+    progress(f"prerequisites ok: root, {runner}, debootstrap, {index_url()} reachable")
     if not opts.image.is_file():
         raise Failure(f"sample photo not found: {opts.image}")
     if opts.model is not None and not opts.model.is_file():
@@ -664,8 +673,8 @@ def check(opts: Options) -> Outcome:
         wheel = host.build()
         host.check_model(opts.model)
 
-        root = ensure_root(opts.cache, RootRecipe(mirror=os.environ.get("HAIRSEG_ARM64_MIRROR", DEFAULT_MIRROR)),
-                           ca_bundle)
+        recipe = RootRecipe(mirror=os.environ.get("HAIRSEG_ARM64_MIRROR", DEFAULT_MIRROR))
+        root = ensure_root(opts.cache, recipe, ca_bundle)
         guest = Guest(root, ca_bundle, host.logs, cpu)
         remove_tree(guest.work)
         guest.work.mkdir(parents=True)
@@ -731,8 +740,7 @@ class HostSide:
         """``hairseg-edge info`` on x86: the model loads (for the default: the wheel ships it)."""
         which = f"--model {model}" if model else "the bundled default model"
         progress(f"x86: hairseg-edge info on {which}")
-        self._run(DeviceCommands(os.fspath(self.venv / "bin" / "hairseg-edge"),
-                                 os.fspath(model) if model else None).info(), what=f"x86 hairseg-edge info ({which})")
+        self._run(self._device(model).info(), what=f"x86 hairseg-edge info ({which})")
 
     def python_snippet(self, code: str, *args: str, what: str) -> str:
         return self._run([self.python, "-c", code, *args], what=what)
@@ -749,22 +757,26 @@ class HostSide:
             shutil.copyfile(opts.model, model_host)
         dataset = inputs_dir / "dataset"
         progress(f"x86: generating a {opts.dataset_size}-image synthetic data set for eval")
-        self.python_snippet(MAKE_DATASET, os.fspath(dataset), str(opts.dataset_size), what="synthetic data set")
+        self.python_snippet(MAKE_DATASET, os.fspath(dataset), str(opts.dataset_size),
+                            what="synthetic data set")
         out = guest.work / "out"
         out.mkdir()
         return Inputs(image, guest.path(image), dataset, guest.path(dataset),
                       guest.path(model_host) if model_host else None,
                       model_host, out / "run" / mask_name(image))
 
-    def _device(self, inputs: Inputs) -> DeviceCommands:
-        model = os.fspath(inputs.model_on_host) if inputs.model_on_host else None
-        return DeviceCommands(os.fspath(self.venv / "bin" / "hairseg-edge"), model)
+    def _device(self, model: Path | None) -> DeviceCommands:
+        """The device commands of the x86 venv, on ``model`` (None: the bundled default)."""
+        cli = os.fspath(self.venv / "bin" / "hairseg-edge")
+        return DeviceCommands(cli, os.fspath(model) if model else None)
 
     def reference_mask(self, inputs: Inputs) -> Path:
         progress("x86: hairseg-edge run on the sample photo (reference mask)")
         out = self.folder / "out"
-        self._run(self._device(inputs).run(os.fspath(inputs.image_on_host), os.fspath(out / "run"), os.fspath(out / "run.json")),
-                  what="x86 hairseg-edge run")
+        device = self._device(inputs.model_on_host)
+        image = os.fspath(inputs.image_on_host)
+        command = device.run(image, os.fspath(out / "run"), os.fspath(out / "run.json"))
+        self._run(command, what="x86 hairseg-edge run")
         return out / "run" / mask_name(inputs.image_on_host)
 
     def compare_eval(self, inputs: Inputs, arm64_iou: float | None, max_gap: float) -> None:
@@ -772,7 +784,8 @@ class HostSide:
         if arm64_iou is None:
             return
         out = self.folder / "out" / "eval.json"
-        self._run(self._device(inputs).eval(os.fspath(inputs.dataset_on_host), os.fspath(out)),
+        device = self._device(inputs.model_on_host)
+        self._run(device.eval(os.fspath(inputs.dataset_on_host), os.fspath(out)),
                   what="x86 hairseg-edge eval")
         x86_iou = float(_read_json(out, "x86 eval")["iou"])
         progress(f"eval: data set IoU arm64 {arm64_iou:.4f}, x86 {x86_iou:.4f}")
@@ -914,11 +927,14 @@ def parse_args(argv: Sequence[str] | None) -> Options:
                              "(env HAIRSEG_ARM64_CACHE; default ~/.cache/hairseg-edge/arm64)")
     default_model = os.environ.get("HAIRSEG_ARM64_MODEL")
     parser.add_argument("--model", type=Path, default=Path(default_model) if default_model else None,
-                        help="a .tflite model to check instead of the bundled default (env HAIRSEG_ARM64_MODEL)")
+                        help="a .tflite model to check instead of the bundled default "
+                             "(env HAIRSEG_ARM64_MODEL)")
     parser.add_argument("--image", type=Path, default=SAMPLE_PHOTO,
-                        help=f"the photo whose arm64 and x86 masks are compared (default {SAMPLE_PHOTO.relative_to(REPO)})")
+                        help="the photo whose arm64 and x86 masks are compared "
+                             f"(default {SAMPLE_PHOTO.relative_to(REPO)})")
     parser.add_argument("--min-iou", type=float, default=0.99, help="agreement IoU gate (default 0.99)")
-    parser.add_argument("--dataset-size", type=int, default=6, help="images in the synthetic eval set (default 6)")
+    parser.add_argument("--dataset-size", type=int, default=6,
+                        help="images in the synthetic eval set (default 6)")
     parser.add_argument("--cpu", choices=sorted(PI_CPUS), default="pi4",
                         help="the Raspberry Pi CPU to emulate: pi4 (Cortex-A72, default) or pi5 (Cortex-A76)")
     parser.add_argument("--no-skip", action="store_true",
@@ -931,8 +947,9 @@ def parse_args(argv: Sequence[str] | None) -> Options:
     cache = args.cache.expanduser().resolve()
     if cache == REPO or REPO in cache.parents:
         parser.error(f"the cache folder must be outside the clone ({REPO}), got {cache}")
-    return Options(cache=cache, model=args.model.resolve() if args.model else None, image=args.image.resolve(),
-                   min_iou=args.min_iou, dataset_size=args.dataset_size, cpu=args.cpu, no_skip=args.no_skip)
+    return Options(cache=cache, model=args.model.resolve() if args.model else None,
+                   image=args.image.resolve(), min_iou=args.min_iou, dataset_size=args.dataset_size,
+                   cpu=args.cpu, no_skip=args.no_skip)
 
 
 def _interrupt(signum: int, _frame: object) -> None:
@@ -955,7 +972,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"arm64 check FAILED: {exc}", flush=True)
         return 1
     except KeyboardInterrupt as exc:
-        print(f"arm64 check interrupted ({exc or 'SIGINT'}); its processes and mounts were cleaned up", flush=True)
+        print(f"arm64 check interrupted ({exc or 'SIGINT'}); its processes and mounts were cleaned up",
+              flush=True)
         return 130
     finally:
         for sig, handler in previous.items():
