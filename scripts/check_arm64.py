@@ -28,7 +28,7 @@ that into exit 1). Everything it creates lives in the cache folder, never in the
     host/                           the x86 reference: wheel, venv, outputs
     root-bookworm-arm64/opt/hairseg-check/   this run's arm64 venv and outputs (kept until the next run)
 
-Cold cache: about 15 minutes on 2 cores (debootstrap ~10); warm: a few minutes. Exit codes: 0 passed or
+Cold cache: 15-20 minutes on 2 cores (debootstrap 10-14); warm: 4-6 minutes. Exit codes: 0 passed or
 skipped, 1 a check failed, 2 bad usage.
 
 This script uses the standard library only; numpy/OpenCV work (the agreement IoU, the synthetic data
