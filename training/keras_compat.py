@@ -19,11 +19,16 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ star
 from hairseg_edge.runtime import _native_stderr  # noqa: E402
 
 _STARTUP_NOISE = ("All log messages before absl::InitializeLog()", "port.cc", "cudart_stub.cc",
-                  "cpu_feature_guard.cc", "To enable the following instructions")
+                  "cpu_feature_guard.cc", "To enable the following instructions",
+                  "failed call to cuInit")
 
 with _native_stderr() as _startup_lines:
     import tensorflow as tf  # noqa: E402
     import tf_keras as keras  # noqa: E402
+
+    # Looking for GPUs here, inside the capture, is what makes a machine without a CUDA driver say
+    # "failed call to cuInit" now, rather than in the middle of a later one-line error.
+    tf.config.list_physical_devices("GPU")
 for _line in _startup_lines:
     if not any(noise in _line for noise in _STARTUP_NOISE):
         print(_line, file=sys.stderr)
