@@ -817,13 +817,17 @@ def test_real_entry_point_device_commands(tmp_path, tiny_tflite, bad_models):
 
 
 @pytest.mark.train
-@pytest.mark.slow
 def test_real_entry_point_train_and_export(tmp_path, keras_models):
+    """TensorFlow's own start-up lines on stderr (oneDNN, CUDA) must not surround the one line."""
     named, words = _dataset_problem("mask_without_image", tmp_path / "data")
     _one_line(_python_m("train", "--data", tmp_path / "data", "--out", tmp_path / "run", "--img-size", "32"),
               str(named), words)
     _one_line(_python_m("export", keras_models["lambda"], "--float32", "--data", tmp_path / "data",
                         "--out", tmp_path / "out"), str(keras_models["lambda"]))
+    # A damaged evaluation image is found after TensorFlow converted the model (GPU probing included).
+    bad = write(tmp_path / "eval" / "cut.jpg", BAD_IMAGES["truncated_jpeg"][1]())
+    _one_line(_python_m("export", keras_models["hair"], "--float32", "--eval", bad.parent,
+                        "--out", tmp_path / "out"), str(bad), "truncated")
 
 
 # ==================================================================================================
