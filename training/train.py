@@ -252,6 +252,17 @@ def _read_state(out: Path) -> dict[str, Any] | None:
         raise InputError(f"cannot resume: unreadable run state ({exc})", p) from None
 
 
+def _load_checkpoint(path: Path) -> keras.Model:
+    """The checkpoint state.json names (safe mode: no code), or an InputError naming it."""
+    if not path.is_file():
+        raise InputError("cannot resume: the checkpoint named in state.json is missing", path)
+    try:
+        return keras.models.load_model(path, safe_mode=True)
+    except Exception as exc:  # OSError from h5py, ValueError, zipfile errors, ...
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+        raise InputError(f"cannot resume: damaged checkpoint ({reason})", path) from None
+
+
 # --- the loop --------------------------------------------------------------------------------------------
 def cosine_lr(base: float, epoch: int, epochs: int, warmup: int = 1) -> float:
     """Learning rate for an epoch: linear warm-up, then cosine decay to 2% of base."""
@@ -332,8 +343,8 @@ class Trainer:
         initial_epoch = 0
         with strategy.scope():
             if state is not None:
-                ckpt = self.out / state["checkpoint"]
-                model = keras.models.load_model(ckpt, safe_mode=True)
+                ckpt = self.out / str(state.get("checkpoint", ""))
+                model = _load_checkpoint(ckpt)
                 initial_epoch = int(state["epoch"]) + 1
                 self.history = state.get("history", [])
                 self.best_iou = float(state.get("best_val_iou", -1.0))
