@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import json
 import os
 import re
 import shutil
@@ -240,7 +241,9 @@ def keras_models(tmp_path_factory) -> dict[str, Path]:
     with zipfile.ZipFile(out / "not_a_model.keras", "w") as zf:
         zf.writestr("readme.txt", "a zip archive, but no Keras model inside")
     (out / "text.keras").write_text("model = 'trust me'\n")
-    return {name: out / f"{name}.keras" for name in ("hair", "lambda", "not_a_model", "text")}
+    whole = (out / "hair.keras").read_bytes()
+    (out / "truncated.keras").write_bytes(whole[: len(whole) // 2])
+    return {name: out / f"{name}.keras" for name in ("hair", "lambda", "not_a_model", "text", "truncated")}
 
 
 @pytest.fixture(scope="module")
@@ -359,6 +362,26 @@ def test_run_refuses_files_that_are_not_tflite_models(case, tmp_path, bad_models
     model = bad_models[case]
     refused(cli("run", src, "--model", model, "--out", tmp_path / "out"), str(model))
     assert not (tmp_path / "out" / "a_mask.png").exists()
+
+
+@pytest.mark.parametrize("command", ["run", "bench", "eval", "info"])
+def test_a_folder_given_as_the_model(command, tmp_path):
+    folder = tmp_path / "models folder"
+    folder.mkdir()
+    src = write(tmp_path / "a.jpg", _encode(".jpg", _head()))
+    data = make_dataset(tmp_path / "data", n=2, size=(48, 64), seed=1)
+    args = {"run": ["run", src, "--model", folder, "--out", tmp_path / "out"],
+            "bench": ["bench", folder, "--runs", "2"],
+            "eval": ["eval", folder, "--data", data],
+            "info": ["info", folder]}[command]
+    refused(cli(*args), str(folder), "folder")
+
+
+def test_run_on_a_folder_without_images(tmp_path, tiny_tflite):
+    folder = tmp_path / "no photos"
+    write(folder / "notes.txt", b"nothing to see\n")
+    refused(cli("run", folder, "--model", tiny_tflite["float32"], "--out", tmp_path / "out"), str(folder),
+            "no images")
 
 
 def test_run_refuses_a_tflite_that_is_not_a_segmentation_model(tmp_path, tiny_tflite):
@@ -653,6 +676,7 @@ def test_package_into_a_full_disk_or_under_a_file(tiny_packaging_models, full_fo
 
 
 def _train(data: Path, out: Path, *extra: object):
+    # (a later --epochs in extra wins: Typer keeps the last value of a repeated option)
     return cli("train", "--data", data, "--out", out, "--arch", "custom_cnn", "--img-size", KERAS_SIZE,
                "--width", "0.25", "--epochs", "1", "--batch", "2", "--steps-per-epoch", "2", *extra)
 
@@ -697,6 +721,20 @@ def test_train_refuses_broken_data_sets_before_training(kind, tmp_path):
 
 
 @pytest.mark.train
+@pytest.mark.parametrize("damage", ["state", "checkpoint"])
+def test_train_resume_from_a_damaged_run_folder(damage, tmp_path):
+    """Atomic writes prevent this, but disks and people do not: a state.json or checkpoint that is
+    not what it should be ends --resume in one line naming it."""
+    root = make_dataset(tmp_path / "data", n=6, size=(48, 64), seed=5)
+    out = tmp_path / "run"
+    handled(_train(root, out))
+    state = json.loads((out / "state.json").read_text())
+    target = out / "state.json" if damage == "state" else out / state["checkpoint"]
+    target.write_bytes(target.read_bytes()[: target.stat().st_size // 2])
+    refused(_train(root, out, "--resume", "--epochs", "2"), str(target))
+
+
+@pytest.mark.train
 def test_train_into_a_full_disk_or_under_a_file(tmp_path, full_folder, under_a_file):
     root = make_dataset(tmp_path / "data", n=4, size=(48, 64), seed=5)
     refused(_train(root, under_a_file), "blocker.txt")
@@ -715,7 +753,7 @@ def _export(model: Path, out: Path, *extra: object):
 
 
 @pytest.mark.train
-@pytest.mark.parametrize("case", ["lambda", "not_a_model", "text"])
+@pytest.mark.parametrize("case", ["lambda", "not_a_model", "text", "truncated"])
 def test_export_refuses_keras_files_that_are_not_safe_models(case, tmp_path, keras_models):
     root = make_dataset(tmp_path / "data", n=4, size=(48, 64), seed=5)
     line = refused(_export(keras_models[case], tmp_path / "out", "--float32", "--data", root),
@@ -726,10 +764,11 @@ def test_export_refuses_keras_files_that_are_not_safe_models(case, tmp_path, ker
 
 
 @pytest.mark.train
-@pytest.mark.parametrize("case", ["zero_byte", "png_as_model", "missing"])
-def test_export_refuses_other_files_as_the_model(case, tmp_path, bad_models):
+@pytest.mark.parametrize("case", ["zero_byte", "png_as_model", "missing", "tflite_given", "folder"])
+def test_export_refuses_other_files_as_the_model(case, tmp_path, bad_models, tiny_tflite):
     root = make_dataset(tmp_path / "data", n=4, size=(48, 64), seed=5)
-    refused(_export(bad_models[case], tmp_path / "out", "--float32", "--data", root), str(bad_models[case]))
+    model = {"tflite_given": tiny_tflite["float32"], "folder": root}.get(case) or bad_models[case]
+    refused(_export(model, tmp_path / "out", "--float32", "--data", root), str(model))
 
 
 @pytest.mark.train
