@@ -38,11 +38,21 @@ class AugmentOptions:
     blur_prob: float = 0.15
     noise_prob: float = 0.2
     jpeg_prob: float = 0.2  # camera-like compression artefacts
+    # Apps that feed MediaPipe Tasks a camera frame get it subsampled to the model's size without an
+    # area filter; this share of samples is resized to the model input that way, so the model does
+    # not depend on our contract's area filtering.
+    raw_resize_prob: float = 0.25
 
 
 def augment(rgb: np.ndarray, mask: np.ndarray, rng: np.random.Generator,
-            opts: AugmentOptions = AugmentOptions()) -> tuple[np.ndarray, np.ndarray]:
-    """Geometric + photometric augmentation of one (RGB uint8, mask {0,1}) pair at its own size."""
+            opts: AugmentOptions = AugmentOptions(), input_size: int | None = None
+            ) -> tuple[np.ndarray, np.ndarray]:
+    """Geometric + photometric augmentation of one (RGB uint8, mask {0,1}) pair at its own size.
+
+    With ``input_size``, a share of samples (``raw_resize_prob``) comes back already scaled so its
+    longer side is ``input_size``, with nearest or bilinear sampling and no area filter (the
+    letterbox then has nothing left to resize).
+    """
     h, w = mask.shape
     # Geometry: one affine warp (scale, rotation, translation, flip) so pixels are resampled once.
     scale = rng.uniform(*opts.scale)
@@ -85,6 +95,11 @@ def augment(rgb: np.ndarray, mask: np.ndarray, rng: np.random.Generator,
         ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(40, 90))])
         if ok:
             img = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
+    if input_size is not None and rng.random() < opts.raw_resize_prob and max(h, w) > input_size:
+        box = contract.letterbox_geometry(h, w, input_size)
+        interp = cv2.INTER_NEAREST if rng.random() < 0.5 else cv2.INTER_LINEAR
+        img = cv2.resize(img, (box.new_w, box.new_h), interpolation=interp)
+        mask = cv2.resize(mask, (box.new_w, box.new_h), interpolation=cv2.INTER_NEAREST_EXACT)
     return np.ascontiguousarray(img), mask
 
 
@@ -126,7 +141,7 @@ def make_dataset(samples: Sequence[Sample], input_size: int, batch_size: int, *,
             raise
         if training:
             rng = np.random.default_rng([seed, int(epoch_seed), int(i)])
-            rgb, mask = augment(rgb, mask, rng, aug)
+            rgb, mask = augment(rgb, mask, rng, aug, input_size)
         return prepare_pair(rgb, mask, input_size)
 
     ds = tf.data.Dataset.from_tensor_slices(index)
