@@ -71,11 +71,16 @@ def finetune(model: keras.Model, images: ImageSet, input_size: int, plan: Finetu
     """
     data = pipeline.make_dataset(images.samples, input_size, plan.batch_size, training=True, seed=seed)
     model.compile(optimizer=keras.optimizers.Adam(plan.learning_rate), loss=losses.bce_dice())
-    history = model.fit(
-        data,
-        epochs=plan.epochs,
-        steps_per_epoch=plan.steps_per_epoch,
-        callbacks=[*callbacks, _EpochReporter(what, plan.epochs, progress)],
-        verbose=0,
-    )
+    pipeline.forget_input_errors()
+    try:
+        history = model.fit(
+            data,
+            epochs=plan.epochs,
+            steps_per_epoch=plan.steps_per_epoch,
+            callbacks=[*callbacks, _EpochReporter(what, plan.epochs, progress)],
+            verbose=0,
+        )
+    except Exception as exc:  # an unreadable image found mid-epoch: its one-line InputError
+        pipeline.reraise_input_error(exc)
+        raise
     return [float(v) for v in history.history.get("loss", [])]
