@@ -803,6 +803,17 @@ def test_export_refuses_a_damaged_calibration_or_evaluation_image(name, tmp_path
 
 
 @pytest.mark.train
+def test_export_refuses_a_damaged_image_found_while_fine_tuning(tmp_path, keras_models):
+    """--prune fine-tunes through the tf.data pipeline, which decodes lazily: still one line."""
+    suffix, build, words = BAD_IMAGES["text_named_jpg"]
+    root = dataset_with(tmp_path / "data", f"bad{suffix}", build(), n_good=3)
+    refused(_export(keras_models["hair"], tmp_path / "out", "--float32", "--prune", "0.5", "--data", root,
+                    "--eval", make_dataset(tmp_path / "eval", n=2, size=(48, 64), seed=2),
+                    "--finetune-epochs", "1", "--finetune-steps", "2"),
+            str(root / "images" / f"bad{suffix}"), words)
+
+
+@pytest.mark.train
 @pytest.mark.parametrize("kind", ["image_without_mask", "mask_of_another_size", "no_images"])
 def test_export_refuses_broken_data_sets(kind, tmp_path, keras_models):
     named, words = _dataset_problem(kind, tmp_path / "data")
