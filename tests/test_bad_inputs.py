@@ -720,14 +720,22 @@ def test_train_refuses_broken_data_sets_before_training(kind, tmp_path):
     refused(_train(tmp_path / "data", tmp_path / "run"), str(named), words)
 
 
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory) -> tuple[Path, Path]:
+    """(data set, run folder) of a finished one-epoch training run, made once."""
+    base = tmp_path_factory.mktemp("finished_run")
+    root = make_dataset(base / "data", n=6, size=(48, 64), seed=5)
+    handled(_train(root, base / "run"))
+    return root, base / "run"
+
+
 @pytest.mark.train
 @pytest.mark.parametrize("damage", ["state", "checkpoint"])
-def test_train_resume_from_a_damaged_run_folder(damage, tmp_path):
+def test_train_resume_from_a_damaged_run_folder(damage, tmp_path, finished_run):
     """Atomic writes prevent this, but disks and people do not: a state.json or checkpoint that is
     not what it should be ends --resume in one line naming it."""
-    root = make_dataset(tmp_path / "data", n=6, size=(48, 64), seed=5)
-    out = tmp_path / "run"
-    handled(_train(root, out))
+    root, run = finished_run
+    out = shutil.copytree(run, tmp_path / "run")
     state = json.loads((out / "state.json").read_text())
     target = out / "state.json" if damage == "state" else out / state["checkpoint"]
     target.write_bytes(target.read_bytes()[: target.stat().st_size // 2])
