@@ -346,6 +346,11 @@ def scatter_with_front(points: Sequence[dict[str, Any]], path: Path, *, title: s
         ax.step(fx, fy, where="post", color="black", lw=1, ls="--", label="Pareto front", zorder=2)
         ax.scatter(fx, fy, s=180, facecolors="none", edgecolors="black", lw=1.2, zorder=4)
     ax.set_xscale("log")
+    from matplotlib.ticker import FormatStrFormatter
+
+    ax.xaxis.set_major_formatter(FormatStrFormatter("%g"))
+    ax.xaxis.set_minor_formatter(FormatStrFormatter("%g"))
+    ax.tick_params(axis="x", which="minor", labelsize=7)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=10)

@@ -54,7 +54,7 @@ class ArchPlan:
 
 
 #: Widths and epochs that train in about 30 minutes each on a 2-core x86 CPU at 160x160 with one full
-#: pass (4,365 training images) per epoch. MACs at 160 px (``hairseg-edge train --list-archs``):
+#: pass (4,331 training images) per epoch. MACs at 160 px (``hairseg-edge train --list-archs``):
 #: custom_cnn 0.25 -> 194 M, unet 0.125 -> 345 M, deeplabv3 0.25 -> 265 M, mobile_unet 0.5 -> 48 M.
 #: The full-width U-Net (22 G MACs) and DeepLabV3 do not fit 2 cores.
 ARCH_PLANS: dict[str, ArchPlan] = {
