@@ -264,6 +264,8 @@ you have the rights to (README, "Train a model of your own").
 ```
 {tr['command']}
 ```
+{tr.get('note', '')}
+
 Seed {tr['seed']}; {tr['epochs_run']} epochs run, best epoch {tr['best_epoch']} (by mean validation IoU over the
 three data sets). Data: the training splits of {', '.join(Path(d).name for d in tr['data'])} (sample
 weights {tr['data_weights']}); validation ids are recorded in `hairseg_edge/splits/` and were never trained
