@@ -30,7 +30,7 @@ from importlib import metadata
 from pathlib import Path
 
 import cv2
-import numpy as np
+from _common import cpu_model  # benchmarks/ is on sys.path when this script runs
 
 REPO = Path(__file__).resolve().parents[1]
 SPLITS = REPO / "hairseg_edge" / "splits"
@@ -45,16 +45,6 @@ PEERS = {  # name -> (file, adapter)
 #: Pi 5 (Cortex-A76, 4 cores @ 2.4 GHz): 4 cores x 2 NEON pipes x 16 int8 MACs (SDOT) per cycle would be
 #: ~300 GMAC/s peak; real int8 XNNPACK kernels reach ~10% of that on small models with one thread.
 PI5_EFFECTIVE_INT8_GMACS_1T = 9.0
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def versions() -> dict[str, str]:
@@ -197,7 +187,7 @@ def main() -> None:
         "pi5_estimate_ms": round(macs / (PI5_EFFECTIVE_INT8_GMACS_1T * 1e9) * 1e3, 2),
         "pi5_assumption": f"{PI5_EFFECTIVE_INT8_GMACS_1T} effective int8 GMAC/s on one Cortex-A76 core "
                           "(about 10% of its NEON dot-product peak); an estimate until measured",
-        "machine": {"cpu": cpu_name(), "cores": os.cpu_count(), "versions": versions()},
+        "machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "versions": versions()},
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "default_model.json").write_text(json.dumps(card, indent=1))
