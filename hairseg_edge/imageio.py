@@ -28,17 +28,23 @@ with contextlib.suppress(Exception):
     cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
 
 
-def _read_bytes(path: Path) -> np.ndarray:
+def read_file_bytes(path: str | os.PathLike[str], expected: str = "a file") -> bytes:
+    """A file's bytes, or an InputError naming it (missing, a folder, no permission, unreadable)."""
+    path = Path(path)
     try:
-        data = np.fromfile(str(path), dtype=np.uint8)
+        return path.read_bytes()
     except FileNotFoundError:
         raise InputError("no such file", path) from None
     except IsADirectoryError:
-        raise InputError("is a folder, expected a file", path) from None
+        raise InputError(f"is a folder, expected {expected}", path) from None
     except PermissionError:
         raise InputError("permission denied", path) from None
     except OSError as exc:
         raise InputError(f"cannot read ({exc.strerror or exc})", path) from None
+
+
+def _read_bytes(path: Path) -> np.ndarray:
+    data = np.frombuffer(read_file_bytes(path), dtype=np.uint8)
     if data.size == 0:
         raise InputError("empty file (0 bytes)", path)
     return data

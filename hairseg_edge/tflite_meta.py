@@ -61,18 +61,10 @@ def load_model_bytes(source: ModelSource) -> tuple[bytes, Path | None]:
     """``(bytes, path or None)`` for a path or an in-memory model; missing/unreadable -> InputError."""
     if isinstance(source, (bytes, bytearray, memoryview)):
         return bytes(source), None
+    from .imageio import read_file_bytes
+
     path = Path(source)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise InputError("no such file", path) from None
-    except IsADirectoryError:
-        raise InputError("is a folder, expected a .tflite file", path) from None
-    except PermissionError:
-        raise InputError("permission denied", path) from None
-    except OSError as exc:
-        raise InputError(f"cannot read ({exc.strerror or exc})", path) from None
-    return data, path
+    return read_file_bytes(path, expected="a .tflite file"), path
 
 
 def check_tflite_bytes(data: bytes, path: str | os.PathLike[str] | None = None) -> None:
