@@ -356,7 +356,7 @@ class Trainer:
                 model.compile(optimizer=optimizer, loss=BceDiceLoss(dice_weight=o.dice_weight))
         self.model = model
         self.params = int(model.count_params())
-        self.macs = archs.count_macs(archs.build_model(o.arch, o.img_size, o.width, batch_size=1))
+        self.macs = archs.count_macs(model)  # per image: only spatial sizes count, not the batch
 
         if state is not None and (initial_epoch >= o.epochs or state.get("stopped_early")):
             self.progress("already_done", {"epoch": initial_epoch})
