@@ -55,13 +55,15 @@ class ArchPlan:
 
 #: Widths and epochs that train in about 30 minutes each on a 2-core x86 CPU at 160x160 with one full
 #: pass (4,331 training images) per epoch. MACs at 160 px (``hairseg-edge train --list-archs``):
-#: custom_cnn 0.25 -> 194 M, unet 0.125 -> 345 M, deeplabv3 0.25 -> 265 M, mobile_unet 0.5 -> 48 M.
+#: custom_cnn 0.25 -> 194 M, unet 0.125 -> 345 M, deeplabv3 0.25 -> 265 M, mobile_unet 0.5 -> 48 M,
+#: fused_unet 0.75 -> 94 M.
 #: The full-width U-Net (22 G MACs) and DeepLabV3 do not fit 2 cores.
 ARCH_PLANS: dict[str, ArchPlan] = {
     "custom_cnn": ArchPlan(width=0.25, epochs=6),
     "unet": ArchPlan(width=0.125, epochs=4),
     "deeplabv3": ArchPlan(width=0.25, epochs=4),
     "mobile_unet": ArchPlan(width=0.5, epochs=16),
+    "fused_unet": ArchPlan(width=0.75, epochs=16),
 }
 
 #: Export runs per architecture: (config name, export flags, {study variant: file name in the export}).

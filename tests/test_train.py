@@ -71,7 +71,7 @@ def test_unknown_arch_names_the_valid_ones():
         archs.build_model("mobile_unett")
 
 
-@pytest.mark.parametrize("name", ["custom_cnn", "unet", "deeplabv3", "mobile_unet"])
+@pytest.mark.parametrize("name", ["custom_cnn", "unet", "deeplabv3", "mobile_unet", "fused_unet"])
 def test_every_arch_survives_pruning_and_quantization_aware_training(name):
     """Only tfmot-supported layers: the export stage's pruning and QAT wrappers take every layer."""
     import tensorflow_model_optimization as tfmot
@@ -242,7 +242,7 @@ def test_strategy_selection_follows_tf_config(monkeypatch):
 def test_list_archs_reports_params_and_macs():
     result = CliRunner().invoke(app, ["train", "--list-archs", "--img-size", "64"])
     assert result.exit_code == 0, result.output
-    for name in ("custom_cnn", "unet", "deeplabv3", "mobile_unet"):
+    for name in ("custom_cnn", "unet", "deeplabv3", "mobile_unet", "fused_unet"):
         assert name in result.output
     assert "MACs" in result.output
 
