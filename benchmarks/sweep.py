@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Input-size x width sweep of the shipped architecture (``mobile_unet``): validation IoU vs int8 latency.
+"""Input-size x width sweep of one architecture (``--arch``, default the bundled model's): validation IoU
+vs int8 latency.
 
 For every (input size, width) of the grid (default 128/160/192 x 0.35/0.5/0.75):
 
@@ -40,8 +41,9 @@ import _common as C  # noqa: E402
 
 from hairseg_edge.errors import InputError  # noqa: E402
 
-ARCH = "mobile_unet"
 RESULT_STEM = "sweep"
+#: The architecture of the bundled default model (hairseg_edge/models/model_card.json).
+DEFAULT_ARCH = "mobile_unet"
 
 
 def _floats(text: str) -> list[float]:
@@ -63,6 +65,8 @@ def parse_extra(text: str) -> tuple[str, Path]:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--arch", default=DEFAULT_ARCH, help="Architecture from the registry (default: %(default)s, "
+                   "the bundled model's).")
     p.add_argument("--sizes", default="128,160,192", help="Input sizes (multiples of 32).")
     p.add_argument("--widths", default="0.35,0.5,0.75", help="Width multipliers.")
     p.add_argument("--points", default=None,
@@ -165,9 +169,9 @@ class Sweep:
     def grid_point(self, size: int, width: float) -> None:
         a = self.args
         tag = "-".join(d.name.split("-")[0] for d in a.data)
-        key = (f"{ARCH}-s{size}-w{width:g}-e{a.epochs}x{a.steps_per_epoch}-b{a.batch}-{tag}"
+        key = (f"{a.arch}-s{size}-w{width:g}-e{a.epochs}x{a.steps_per_epoch}-b{a.batch}-{tag}"
                f"-dw{'-'.join(map(str, a.weights or []))}-seed{a.seed}" + (f"-limit{a.limit}" if a.limit else ""))
-        train = C.train_stage(self.cache / "runs" / key, data=a.data, arch=ARCH, img_size=size, width=width,
+        train = C.train_stage(self.cache / "runs" / key, data=a.data, arch=a.arch, img_size=size, width=width,
                               epochs=a.epochs, steps_per_epoch=a.steps_per_epoch, batch=a.batch, seed=a.seed,
                               limit=a.limit, data_weights=a.weights, log=self.logs / f"train-{key}.log")
         path = self.export_int8(Path(train["model"]), key)
@@ -199,7 +203,7 @@ class Sweep:
             p["pareto"] = i in front
         done = {(p["img_size"], p["width"]) for p in points if p["kind"] == "grid"}
         sweep = {
-            "study": f"{ARCH} input size x width sweep: validation IoU vs int8 latency",
+            "study": f"{a.arch} input size x width sweep: validation IoU vs int8 latency", "arch": a.arch,
             "complete": final and not self.failures and done == set(a.grid),
             "machine": C.machine_info(), "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
             "grid": [list(g) for g in a.grid], "missing": [list(g) for g in a.grid if g not in done],
@@ -215,11 +219,11 @@ class Sweep:
         if points:
             C.scatter_with_front(
                 [{"label": p["name"], "x": p.get("p50_ms_1t"), "y": p["iou"].get(main_set),
-                  "group": {"grid": f"{ARCH} int8 (short training)", "extra": "trained elsewhere, int8",
+                  "group": {"grid": f"{a.arch} int8 (short training)", "extra": "trained elsewhere, int8",
                             "peer": "peers"}[p["kind"]]} for p in points],
                 self.paths["png"], xlabel="int8 p50 latency, 1 thread, invoke only (ms, log scale); peers as shipped",
                 ylabel=f"global IoU, {main_set} validation ids",
-                title=f"{ARCH} sweep: {a.epochs} epochs x {a.steps_per_epoch} steps each, "
+                title=f"{a.arch} sweep: {a.epochs} epochs x {a.steps_per_epoch} steps each, "
                       f"{sweep['machine']['cpu']}")
         C.write_text(self.paths["md"], to_markdown(sweep, self.paths["png"].name), force=True)
 
@@ -252,7 +256,7 @@ class Sweep:
 def to_markdown(sweep: dict[str, Any], png_name: str) -> str:
     sets = [s["name"] for s in sweep["eval_sets"]]
     t = sweep["training"]
-    out = [f"# {ARCH} sweep: validation IoU vs int8 latency\n\n",
+    out = [f"# {sweep.get('arch', 'mobile_unet')} sweep: validation IoU vs int8 latency\n\n",
            "" if sweep["complete"] else "**Partial results**: see *Failures and gaps* below.\n\n",
            "## Machine\n\n", C.machine_markdown(sweep["machine"]),
            f"\nCommand: `python benchmarks/{sweep['command']}`\n\n",
