@@ -170,7 +170,8 @@ def main() -> None:
     card = {
         "name": "hairseg-edge default hair segmenter",
         "date": dt.date.today().isoformat(),
-        "architecture": options["arch"], "width": options["width"], "input_size": options["img_size"],
+        "architecture": options["arch"], "architecture_summary": arch_summary(options["arch"]),
+        "width": options["width"], "input_size": options["img_size"],
         "params": params, "macs": macs,
         "input": "uint8 RGB [1,S,S,3], raw 0..255, letterboxed (contract v1)",
         "output": "uint8 [1,S,S,1] hair probability (scale 1/256); hair where > 0.5",
@@ -227,6 +228,13 @@ def render_table(card: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def arch_summary(arch: str) -> str:
+    """The registry's one-line description of ``arch`` (training/archs.py)."""
+    from hairseg_edge.training.archs import get_arch
+
+    return get_arch(arch).summary
+
+
 def render_card(card: dict) -> str:
     m = card["metrics"]
     ours = m["celebamask-hq-hair"]["hairseg int8"]["iou"]
@@ -242,7 +250,7 @@ you have the rights to (README, "Train a model of your own").
 | | |
 | --- | --- |
 | files | `hairseg_int8.tflite` (default for run/bench/eval/info; MediaPipe Tasks metadata included), `hairseg_float.keras` (the float original it was exported from; default of `hairseg-edge export`) |
-| architecture | `{card['architecture']}` (MobileNetV2 inverted residuals + separable U-Net decoder), width {card['width']} |
+| architecture | `{card['architecture']}` ({card.get('architecture_summary') or arch_summary(card['architecture'])}), width {card['width']} |
 | input | {card['input']}, S = {card['input_size']} |
 | output | {card['output']} |
 | parameters | {card['params']:,} |

@@ -43,7 +43,7 @@ from hairseg_edge.errors import InputError  # noqa: E402
 
 RESULT_STEM = "sweep"
 #: The architecture of the bundled default model (hairseg_edge/models/model_card.json).
-DEFAULT_ARCH = "mobile_unet"
+DEFAULT_ARCH = "fused_unet"
 
 
 def _floats(text: str) -> list[float]:

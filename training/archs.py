@@ -9,8 +9,8 @@ Every builder takes ``(input_size, width, batch_size)`` and returns a tf_keras f
   every architecture can go through ``hairseg-edge export --prune --qat``.
 
 Registry names: ``custom_cnn``, ``unet``, ``deeplabv3`` (the three of the original study),
-``mobile_unet`` (the MobileNetV2-style design that ships) and ``fused_unet`` (an int8-first mobile design
-without depthwise convs). ``width`` scales every channel count.
+``mobile_unet`` (MobileNetV2-style) and ``fused_unet`` (an int8-first mobile design without depthwise
+convs: the default, and the architecture of the bundled model). ``width`` scales every channel count.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ layers = keras.layers
 #: BatchNorm momentum: Keras' 0.99/0.999 defaults leave the moving statistics far behind the weights
 #: when training from scratch for a few thousand steps (inference-mode IoU collapses), see KNOWN-GROUND.
 BN_MOMENTUM = 0.9
-DEFAULT_ARCH = "mobile_unet"
+DEFAULT_ARCH = "fused_unet"
 
 
 @dataclass(frozen=True)
@@ -155,7 +155,7 @@ def build_deeplabv3(input_size: int = 160, width: float = 0.25, batch_size: int 
     return keras.Model(inp, _head(x, upsample=8), name="deeplabv3")
 
 
-# --- mobile_unet: MobileNetV2-style encoder + light U-Net decoder (ships) --------------------------------
+# --- mobile_unet: MobileNetV2-style encoder + light U-Net decoder -----------------------------------------
 def _inverted_residual(x, expansion: int, out_ch: int, stride: int, name: str):
     in_ch = x.shape[-1]
     y = x
@@ -264,9 +264,9 @@ REGISTRY: dict[str, ArchSpec] = {
     "deeplabv3": ArchSpec("deeplabv3", build_deeplabv3, 0.25,
                           "atrous encoder at output stride 8 + ASPP (original study)"),
     "mobile_unet": ArchSpec("mobile_unet", build_mobile_unet, 0.5,
-                            "MobileNetV2 inverted residuals + separable U-Net decoder (ships)"),
+                            "MobileNetV2 inverted residuals + separable U-Net decoder"),
     "fused_unet": ArchSpec("fused_unet", build_fused_unet, 0.75,
-                           "int8-first mobile U-Net: fused and plain 3x3 convs, no depthwise"),
+                           "int8-first mobile U-Net: fused and plain 3x3 convs, no depthwise (default)"),
 }
 
 

@@ -40,7 +40,7 @@ def _parse_weights(text: Optional[str]) -> Optional[tuple[int, ...]]:
 def train(
     data: Annotated[Optional[list[Path]], typer.Option(
         "--data", help="Data set folder (folder format or CelebAMask-HQ layout); repeat for a union.")] = None,
-    arch: Annotated[str, typer.Option(help="Architecture from the registry (see --list-archs).")] = "mobile_unet",
+    arch: Annotated[str, typer.Option(help="Architecture from the registry (see --list-archs).")] = "fused_unet",
     img_size: Annotated[int, typer.Option("--img-size", help="Square model input side, a multiple of 32.")] = 160,
     width: Annotated[Optional[float], typer.Option(help="Width multiplier (default: the architecture's).")] = None,
     epochs: Annotated[int, typer.Option(help="Total epochs to reach (also with --resume).")] = 30,
