@@ -191,7 +191,10 @@ def train_stage(run_dir: Path, *, data: Sequence[Path], arch: str, img_size: int
         "width": width, "epochs": len(history), "epochs_planned": epochs,
         "steps_per_epoch": steps_per_epoch, "batch": batch, "seed": seed, "data": [str(d) for d in data],
         "data_weights": options.get("data_weights"),
-        "images_seen": (steps_per_epoch * batch * len(history)) if steps_per_epoch else None,
+        # images/s x seconds is steps x batch of each epoch (train.py), so this is exact for full passes too.
+        "images_seen": (steps_per_epoch * batch * len(history)) if steps_per_epoch else
+        (sum(round(r["images_per_s"] * r["seconds"] / batch) * batch for r in history
+             if r.get("images_per_s") and r.get("seconds")) or None),
         "best_epoch": state.get("best_epoch"), "best_train_val_iou": state.get("best_val_iou"),
         "fit_minutes": round(sum(r.get("seconds", 0.0) for r in history) / 60, 2),
         "wall_minutes": None if wall.get("seconds") is None else round(wall["seconds"] / 60, 2),
