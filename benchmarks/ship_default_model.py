@@ -140,8 +140,7 @@ def main() -> None:
     if args.card_only:
         card = json.loads((RESULTS / "default_model.json").read_text())
         card.update(pi5_estimate(card["macs"]))
-        (RESULTS / "default_model.json").write_text(json.dumps(card, indent=1) + "\n")
-        (RESULTS / "default_model.md").write_text(render_table(card))
+        write_results(card)
         install_card(card)
         return
 
@@ -201,15 +200,20 @@ def main() -> None:
         **pi5_estimate(macs),
         "machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "versions": versions()},
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "default_model.json").write_text(json.dumps(card, indent=1))
-    (RESULTS / "default_model.md").write_text(render_table(card))
+    write_results(card)
     print(render_table(card))
     if args.install:
         shutil.copyfile(int8, MODELS / "hairseg_int8.tflite")
         shutil.copyfile(args.run / "model.keras", MODELS / "hairseg_float.keras")
         install_card(card)
         print(f"installed into {MODELS}")
+
+
+def write_results(card: dict) -> None:
+    """benchmarks/results/default_model.{json,md}."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "default_model.json").write_text(json.dumps(card, indent=1) + "\n")
+    (RESULTS / "default_model.md").write_text(render_table(card))
 
 
 def install_card(card: dict) -> None:
@@ -261,7 +265,7 @@ you have the rights to (README, "Train a model of your own").
 | | |
 | --- | --- |
 | files | `hairseg_int8.tflite` (default for run/bench/eval/info; MediaPipe Tasks metadata included), `hairseg_float.keras` (the float original it was exported from; default of `hairseg-edge export`) |
-| architecture | `{card['architecture']}` ({card.get('architecture_summary') or arch_summary(card['architecture'])}), width {card['width']} |
+| architecture | `{card['architecture']}` ({card['architecture_summary']}), width {card['width']} |
 | input | {card['input']}, S = {card['input_size']} |
 | output | {card['output']} |
 | parameters | {card['params']:,} |

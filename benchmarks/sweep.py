@@ -31,6 +31,7 @@ Smaller::
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import traceback
 from pathlib import Path
@@ -40,10 +41,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as C  # noqa: E402
 
 from hairseg_edge.errors import InputError  # noqa: E402
+from hairseg_edge.models import MODELS_DIR  # noqa: E402
 
 RESULT_STEM = "sweep"
-#: The architecture of the bundled default model (hairseg_edge/models/model_card.json).
-DEFAULT_ARCH = "fused_unet"
+#: The architecture of the bundled default model.
+DEFAULT_ARCH = json.loads((MODELS_DIR / "model_card.json").read_text())["architecture"]
 
 
 def _floats(text: str) -> list[float]:

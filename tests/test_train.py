@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+
 import json
 import os
 import signal
@@ -43,6 +45,10 @@ def test_every_arch_builds_batch1_with_one_channel_probability():
     assert set(archs.arch_names()) >= {"custom_cnn", "unet", "deeplabv3"}
     assert any(n.startswith("mobile") for n in archs.arch_names())
     assert archs.DEFAULT_ARCH == "fused_unet"
+    # The CLI spells its default out (so importing the CLI needs no TensorFlow): the same name.
+    from hairseg_edge.cli.train import train
+
+    assert inspect.signature(train).parameters["arch"].default == archs.DEFAULT_ARCH
     for name in archs.arch_names():
         model = archs.build_model(name, input_size=64, width=0.25, batch_size=1)
         assert model.input_shape == (1, 64, 64, 3), name

@@ -257,6 +257,7 @@ def build_fused_unet(input_size: int = 160, width: float = 0.75, batch_size: int
         x = _conv_bn_relu(x, dec[s], f"dec{i}", relu6=True)
     return keras.Model(inp, _head(x, upsample=2), name="fused_unet")
 
+
 REGISTRY: dict[str, ArchSpec] = {
     "custom_cnn": ArchSpec("custom_cnn", build_custom_cnn, 0.5,
                            "plain conv encoder-decoder, BatchNorm+ReLU, no skips (original study)"),

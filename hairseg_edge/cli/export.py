@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from hairseg_edge.errors import InputError, MissingExtraError
+from hairseg_edge.errors import MissingExtraError
 from hairseg_edge.export.options import IOType  # plain Python: no TensorFlow behind it
 
 from ._common import console, err_console, reports_errors
