@@ -182,6 +182,46 @@ def test_resume_continues_to_the_total_epochs(tiny_data, tmp_path):
     assert not list(out.glob(".*tmp*"))  # no temporary files left behind
 
 
+def test_init_from_copies_the_weights_at_another_input_size(tiny_data, tmp_path):
+    """Fine-tuning: a model trained at 32 px seeds a run at 64 px (weights do not depend on the size)."""
+    first = tmp_path / "first"
+    assert CliRunner().invoke(app, _train_args(tiny_data, first, 1)).exit_code == 0
+
+    from hairseg_edge.training import archs
+    from hairseg_edge.training.keras_compat import keras
+    from hairseg_edge.training.train import init_weights_from
+
+    source = keras.models.load_model(first / "model.keras", safe_mode=True, compile=False)
+    bigger = archs.build_model("mobile_unet", 64, 0.25)
+    init_weights_from(bigger, first / "model.keras")
+    assert bigger.input_shape[1:3] == (64, 64)
+    for a, b in zip(source.get_weights(), bigger.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+    tuned = tmp_path / "tuned"
+    result = CliRunner().invoke(app, _train_args(tiny_data, tuned, 1, [
+        "--img-size", "64", "--init-from", str(first / "model.keras")]))
+    assert result.exit_code == 0, result.output
+    options = json.loads((tuned / "train_options.json").read_text())
+    assert options["init_from"] == str(first / "model.keras")  # recorded: the run can be reproduced
+
+
+@pytest.mark.parametrize("init, message", [
+    ("default", "do not fit"),  # the bundled model is another architecture than this run's mobile_unet
+    ("{missing}", "no such model file"),
+    ("{not_a_model}", "not a readable Keras model"),
+])
+def test_bad_init_from_is_one_line_exit_2(tiny_data, tmp_path, init, message):
+    junk = tmp_path / "junk.keras"
+    junk.write_bytes(b"not a zip")
+    init = init.replace("{missing}", str(tmp_path / "nope.keras")).replace("{not_a_model}", str(junk))
+    result = CliRunner().invoke(app, _train_args(tiny_data, tmp_path / "o", 1, ["--init-from", init]))
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "o" / "model.keras").exists()
+
+
 def test_resume_without_a_run_is_one_line_exit_2(tiny_data, tmp_path):
     result = CliRunner().invoke(app, _train_args(tiny_data, tmp_path / "empty", 1, ["--resume"]))
     assert result.exit_code == 2

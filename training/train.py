@@ -63,6 +63,7 @@ class TrainOptions:
     strategy: str = "auto"  # auto | default | mirrored | multiworker
     mixed_precision: str = "auto"  # auto (on GPU) | on | off
     steps_per_epoch: int | None = None  # cap (smoke runs); default: one pass over the training set
+    init_from: str | None = None  # a .keras model of the same arch and width to start from (fine-tuning)
 
     def __post_init__(self) -> None:
         if not self.data:
@@ -87,6 +88,8 @@ class TrainOptions:
             raise InputError(f"unknown --strategy {self.strategy!r}")
         if self.mixed_precision not in ("auto", "on", "off"):
             raise InputError(f"unknown --mixed-precision {self.mixed_precision!r}")
+        if self.init_from is not None and not Path(self.init_from).is_file():
+            raise InputError("--init-from: no such model file", self.init_from)
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -252,6 +255,27 @@ def _read_state(out: Path) -> dict[str, Any] | None:
         raise InputError(f"cannot resume: unreadable run state ({exc})", p) from None
 
 
+def init_weights_from(model: keras.Model, path: str | Path) -> None:
+    """Copy the weights of the model saved at ``path`` into ``model`` (fine-tuning), or an InputError.
+
+    The weights of every architecture here are independent of the input size (all convolutional), so
+    a model trained at one --img-size can start a run at another; arch and width must match.
+    """
+    path = Path(path)
+    try:
+        source = keras.models.load_model(path, safe_mode=True, compile=False)
+    except Exception as exc:  # OSError from h5py, ValueError, zipfile errors, ...
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+        raise InputError(f"--init-from: not a readable Keras model ({reason})", path) from None
+    have = [tuple(w.shape) for w in source.get_weights()]
+    want = [tuple(w.shape) for w in model.get_weights()]
+    if have != want:
+        detail = (f"{len(have)} weight tensors, the new model has {len(want)}" if len(have) != len(want)
+                  else "first mismatch: " + next(f"{a} vs {b}" for a, b in zip(have, want) if a != b))
+        raise InputError(f"--init-from: its weights do not fit this --arch/--width ({detail})", path)
+    model.set_weights(source.get_weights())
+
+
 def _load_checkpoint(path: Path) -> keras.Model:
     """The checkpoint state.json names (safe mode: no code), or an InputError naming it."""
     if not path.is_file():
@@ -352,6 +376,8 @@ class Trainer:
                 self.wait = int(state.get("wait", 0))
             else:
                 model = archs.build_model(o.arch, o.img_size, o.width)
+                if o.init_from:
+                    init_weights_from(model, o.init_from)
                 optimizer = keras.optimizers.AdamW(learning_rate=o.lr, weight_decay=o.weight_decay)
                 model.compile(optimizer=optimizer, loss=BceDiceLoss(dice_weight=o.dice_weight))
         self.model = model

@@ -60,6 +60,9 @@ def train(
         "--mixed-precision", help="auto (on with a GPU) | on | off.")] = "auto",
     steps_per_epoch: Annotated[Optional[int], typer.Option(
         "--steps-per-epoch", help="Cap the steps per epoch (quick trials).")] = None,
+    init_from: Annotated[Optional[str], typer.Option(
+        "--init-from", help="Start from this .keras model's weights (same --arch and --width; any "
+        "--img-size): fine-tune. 'default' = the bundled float model.")] = None,
     list_archs: Annotated[bool, typer.Option(
         "--list-archs", help="List architectures with parameters and MACs at --img-size, then exit.")] = False,
 ) -> None:
@@ -77,7 +80,7 @@ def train(
         data=tuple(str(d) for d in data), out=str(out), arch=arch, img_size=img_size, width=width,
         epochs=epochs, batch=batch, limit=limit, lr=lr, patience=patience, seed=seed,
         data_weights=_parse_weights(data_weights), strategy=strategy, mixed_precision=mixed_precision,
-        steps_per_epoch=steps_per_epoch)
+        steps_per_epoch=steps_per_epoch, init_from=_resolve_init(init_from))
     with _TrainProgress() as progress:
         result = run_training(options, resume=resume, progress=progress)
     console.print(
@@ -86,6 +89,15 @@ def train(
         + (" (stopped early)" if result.stopped_early else ""))
     console.print(f"model: {result.model_path}")
     console.print(f"next: hairseg-edge export {result.model_path} --int8 --data {data[0]}")
+
+
+def _resolve_init(init_from: Optional[str]) -> Optional[str]:
+    """``default`` names the bundled float model; anything else is a path, kept as given."""
+    if init_from != "default":
+        return init_from
+    from hairseg_edge.models import default_model_path
+
+    return str(default_model_path("float"))
 
 
 def _print_archs(img_size: int) -> None:
