@@ -130,7 +130,7 @@ def bench_all(models: dict[str, tuple[Path, str | None]], image: Path) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("run", type=Path)
+    ap.add_argument("run", type=Path, nargs="?", help="the training run folder (not needed with --card-only)")
     ap.add_argument("--data-root", type=Path, default=REPO.parent / "shared" / "data")
     ap.add_argument("--peers", type=Path, default=REPO.parent / "shared" / "peers")
     ap.add_argument("--install", action="store_true", help="copy the models and card into hairseg_edge/models")
@@ -143,6 +143,8 @@ def main() -> None:
         write_results(card)
         install_card(card)
         return
+    if args.run is None:
+        ap.error("give the training run folder")
 
     from hairseg_edge.training import archs
 
@@ -167,18 +169,7 @@ def main() -> None:
     options = json.loads((args.run / "train_options.json").read_text())
     model = archs.build_model(options["arch"], options["img_size"], options["width"], batch_size=1)
     macs, params = archs.count_macs(model), int(model.count_params())
-    history = json.loads((args.run / "history.json").read_text())
-    def rel(path: str) -> str:  # paths as a user of the repo types them (shared data beside the repo)
-        try:
-            return os.path.relpath(path, REPO)
-        except ValueError:
-            return path
-
-    command = ("hairseg-edge train " + " ".join(f"--data {rel(d)}" for d in options["data"])
-               + (f" --data-weights {','.join(map(str, options['data_weights']))}" if options.get("data_weights") else "")
-               + f" --arch {options['arch']} --img-size {options['img_size']} --width {options['width']}"
-               f" --epochs {options['epochs']} --batch {options['batch']} --lr {options['lr']}"
-               f" --seed {options['seed']} --patience {options['patience']} --out runs/{args.run.name}")
+    stages = training_stages(args.run)
     card = {
         "name": "hairseg-edge default hair segmenter",
         "date": dt.date.today().isoformat(),
@@ -187,9 +178,10 @@ def main() -> None:
         "params": params, "macs": macs,
         "input": "uint8 RGB [1,S,S,3], raw 0..255, letterboxed (contract v1)",
         "output": "uint8 [1,S,S,1] hair probability (scale 1/256); hair where > 0.5",
-        "training": {"command": command, "seed": options["seed"], "epochs_run": len(history),
-                     "best_epoch": max(history, key=lambda r: r["val_iou"])["epoch"],
-                     "data": list(options["data"]), "data_weights": options.get("data_weights")},
+        "training": {"command": "\n".join(st["command"] for st in stages), "seed": options["seed"],
+                     "epochs_run": stages[-1]["epochs_run"], "best_epoch": stages[-1]["best_epoch"],
+                     "data": list(options["data"]), "data_weights": options.get("data_weights"),
+                     "stages": stages},
         "licence": "weights: non-commercial research only (inherited from CelebAMask-HQ, Figaro-1k, "
                    "LFW Part Labels); code: MIT",
         "metrics": metrics, "timing_ms": timing,
@@ -207,6 +199,47 @@ def main() -> None:
         shutil.copyfile(args.run / "model.keras", MODELS / "hairseg_float.keras")
         install_card(card)
         print(f"installed into {MODELS}")
+
+
+def _rel(path: str) -> str:
+    """A path as a user of the repo types it (the shared data sits beside the repo)."""
+    try:
+        return os.path.relpath(path, REPO)
+    except ValueError:
+        return path
+
+
+def train_command(options: dict, run_name: str) -> str:
+    """The ``hairseg-edge train`` command line that reproduces a run from its train_options.json."""
+    init = options.get("init_from")
+    return ("hairseg-edge train " + " ".join(f"--data {_rel(d)}" for d in options["data"])
+            + (f" --data-weights {','.join(map(str, options['data_weights']))}"
+               if options.get("data_weights") else "")
+            + f" --arch {options['arch']} --img-size {options['img_size']} --width {options['width']}"
+            f" --epochs {options['epochs']} --batch {options['batch']} --lr {options['lr']}"
+            f" --seed {options['seed']} --patience {options['patience']}"
+            + (f" --init-from runs/{Path(init).parent.name}/{Path(init).name}" if init else "")
+            + f" --out runs/{run_name}")
+
+
+def training_stages(run: Path) -> list[dict]:
+    """The runs that made ``run``'s model, first to last: a fine-tune (``--init-from``) names the run
+    whose model it started from, whose folder holds that run's own options and history."""
+    stages: list[dict] = []
+    while True:
+        options = json.loads((run / "train_options.json").read_text())
+        history = json.loads((run / "history.json").read_text())
+        stages.append({"run": run.name, "command": train_command(options, run.name), "seed": options["seed"],
+                       "img_size": options["img_size"], "epochs_run": len(history),
+                       "best_epoch": max(history, key=lambda r: r["val_iou"])["epoch"],
+                       "data_weights": options.get("data_weights")})
+        init = options.get("init_from")
+        if not init:
+            return stages[::-1]
+        run = Path(init).parent
+        if not (run / "train_options.json").is_file():
+            raise SystemExit(f"{init}: the model this run started from has no run folder beside it "
+                             "(train_options.json, history.json), so its training cannot be recorded")
 
 
 def write_results(card: dict) -> None:
@@ -250,6 +283,19 @@ def arch_summary(arch: str) -> str:
     return get_arch(arch).summary
 
 
+def _stages_text(tr: dict) -> str:
+    stages = tr.get("stages") or [{"img_size": None, "seed": tr["seed"], "epochs_run": tr["epochs_run"],
+                                   "best_epoch": tr["best_epoch"]}]
+    parts = [f"{'then ' if k else ''}{st['epochs_run']} epochs"
+             + (f" at {st['img_size']} px" if st["img_size"] else "")
+             + (" from random weights" if k == 0 and len(stages) > 1 else "")
+             + (f" starting from the previous run's best model" if k else "")
+             + f" (seed {st['seed']}, best epoch {st['best_epoch']})"
+             for k, st in enumerate(stages)]
+    return ("Training: " + ", ".join(parts) + ". Best epochs are chosen by the mean validation IoU over the "
+            "three data sets.")
+
+
 def render_card(card: dict) -> str:
     m = card["metrics"]
     ours = m["celebamask-hq-hair"]["hairseg int8"]["iou"]
@@ -279,11 +325,12 @@ you have the rights to (README, "Train a model of your own").
 ```
 {tr.get('note', '')}
 
-Seed {tr['seed']}; {tr['epochs_run']} epochs run, best epoch {tr['best_epoch']} (by mean validation IoU over the
-three data sets). Data: the training splits of {', '.join(Path(d).name for d in tr['data'])} (sample
-weights {tr['data_weights']}); validation ids are recorded in `hairseg_edge/splits/` and were never trained
-on. LFW Part Labels counts beards as hair, CelebAMask-HQ does not; the product's notion of hair is scalp
-hair (CelebAMask-HQ's).
+{_stages_text(tr)}
+
+Data: the training splits of {', '.join(Path(d).name for d in tr['data'])}, oversampled by the
+`--data-weights` of each command above; validation ids are recorded in `hairseg_edge/splits/` and were never
+trained on. LFW Part Labels counts beards as hair, CelebAMask-HQ does not; the product's notion of hair is
+scalp hair (CelebAMask-HQ's).
 
 ## Accuracy and speed, side by side with the public hair models (one run)
 {render_table(card).split(chr(10), 2)[2]}

@@ -227,3 +227,32 @@ def test_train_cost_at_toy_scale(tmp_path):
     assert all(r["images_per_s"] > 0 and r["peak_rss_mb"] > 100 for r in study["rows"])
     assert set(study["comparison"]) == {"pipeline", "epoch"}
     assert "Memory vs data-set size" in (results / "train_cost.md").read_text()
+
+
+def test_ship_records_every_training_stage_of_a_fine_tuned_model(tmp_path):
+    """A model fine-tuned with --init-from is reproducible only with the run it started from: the model
+    card lists both commands, first to last."""
+    ship = _load("ship_default_model")
+    base = {"data": ["/d/celebamask-hq-hair"], "arch": "fused_unet", "width": 0.75, "batch": 16,
+            "lr": 0.003, "seed": 1234, "patience": 10, "data_weights": None, "init_from": None}
+    first, second = tmp_path / "runs" / "first", tmp_path / "runs" / "second"
+    for run, options, best in ((first, {**base, "img_size": 160, "epochs": 3}, 2),
+                               (second, {**base, "img_size": 192, "epochs": 2, "lr": 0.0015,
+                                         "init_from": str(first / "model.keras")}, 1)):
+        run.mkdir(parents=True)
+        (run / "train_options.json").write_text(json.dumps(options))
+        history = [{"epoch": e, "val_iou": 0.9 if e == best else 0.5} for e in range(1, options["epochs"] + 1)]
+        (run / "history.json").write_text(json.dumps(history))
+
+    stages = ship.training_stages(second)
+    assert [st["run"] for st in stages] == ["first", "second"]
+    assert [(st["img_size"], st["epochs_run"], st["best_epoch"]) for st in stages] == [(160, 3, 2), (192, 2, 1)]
+    assert "--init-from" not in stages[0]["command"]
+    assert "--img-size 192" in stages[1]["command"]
+    assert "--init-from runs/first/model.keras --out runs/second" in stages[1]["command"]
+    text = ship._stages_text({"stages": stages, "seed": 1234, "epochs_run": 2, "best_epoch": 1})
+    assert "3 epochs at 160 px from random weights" in text and "then 2 epochs at 192 px" in text
+
+    (first / "train_options.json").unlink()  # the parent run is gone: refuse to write a card that lies
+    with pytest.raises(SystemExit, match="no run folder"):
+        ship.training_stages(second)
