@@ -255,6 +255,11 @@ def _read_state(out: Path) -> dict[str, Any] | None:
         raise InputError(f"cannot resume: unreadable run state ({exc})", p) from None
 
 
+def _reason(exc: BaseException) -> str:
+    """The first line of a loader's exception, short enough for a one-line error."""
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+
+
 def init_weights_from(model: keras.Model, path: str | Path) -> None:
     """Copy the weights of the model saved at ``path`` into ``model`` (fine-tuning), or an InputError.
 
@@ -265,8 +270,7 @@ def init_weights_from(model: keras.Model, path: str | Path) -> None:
     try:
         source = keras.models.load_model(path, safe_mode=True, compile=False)
     except Exception as exc:  # OSError from h5py, ValueError, zipfile errors, ...
-        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
-        raise InputError(f"--init-from: not a readable Keras model ({reason})", path) from None
+        raise InputError(f"--init-from: not a readable Keras model ({_reason(exc)})", path) from None
     have = [tuple(w.shape) for w in source.get_weights()]
     want = [tuple(w.shape) for w in model.get_weights()]
     if have != want:
@@ -283,8 +287,7 @@ def _load_checkpoint(path: Path) -> keras.Model:
     try:
         return keras.models.load_model(path, safe_mode=True)
     except Exception as exc:  # OSError from h5py, ValueError, zipfile errors, ...
-        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
-        raise InputError(f"cannot resume: damaged checkpoint ({reason})", path) from None
+        raise InputError(f"cannot resume: damaged checkpoint ({_reason(exc)})", path) from None
 
 
 # --- the loop --------------------------------------------------------------------------------------------
