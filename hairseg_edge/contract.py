@@ -156,9 +156,11 @@ def unletterbox(prob: np.ndarray, box: Letterbox) -> np.ndarray:
     while prob.ndim > 2:
         prob = prob[0] if prob.shape[0] == 1 else prob[..., 0]
     crop = prob[box.top : box.top + box.new_h, box.left : box.left + box.new_w]
-    if crop.shape != (box.src_h, box.src_w):
-        crop = cv2.resize(crop, (box.src_w, box.src_h), interpolation=cv2.INTER_LINEAR)
-    return np.clip(crop, 0.0, 1.0)
+    if crop.shape == (box.src_h, box.src_w):
+        return np.clip(crop, 0.0, 1.0)
+    full = cv2.resize(crop, (box.src_w, box.src_h), interpolation=cv2.INTER_LINEAR)
+    # In place: a second full-size float32 array costs more than the clip itself (fresh pages).
+    return np.clip(full, 0.0, 1.0, out=full)
 
 
 def binarize(prob: np.ndarray, threshold: float = THRESHOLD) -> np.ndarray:

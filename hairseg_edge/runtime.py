@@ -237,7 +237,10 @@ def quantize_input(values: np.ndarray, spec: TensorSpec) -> np.ndarray:
 def dequantize_output(values: np.ndarray, spec: TensorSpec) -> np.ndarray:
     """A uint8/int8/int16 output -> real float32 values; other tensors are returned unchanged."""
     if spec.quantized and np.dtype(spec.dtype).kind in "iu":
-        return (values.astype(np.float32) - np.float32(spec.zero_point)) * np.float32(spec.scale)
+        real = values.astype(np.float32)  # one new array, then in place (no full-size temporaries)
+        real -= np.float32(spec.zero_point)
+        real *= np.float32(spec.scale)
+        return real
     return values
 
 
