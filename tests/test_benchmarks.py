@@ -15,6 +15,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -256,3 +257,36 @@ def test_ship_records_every_training_stage_of_a_fine_tuned_model(tmp_path):
     (first / "train_options.json").unlink()  # the parent run is gone: refuse to write a card that lies
     with pytest.raises(SystemExit, match="no run folder"):
         ship.training_stages(second)
+
+
+def test_zoom_out_shrinks_image_and_mask_together():
+    scale = _load("scale_robustness")
+    rgb = np.zeros((100, 80, 3), np.uint8)
+    rgb[:, :, 0] = np.arange(80, dtype=np.uint8)  # a horizontal ramp: the repeated border keeps the edges
+    mask = np.zeros((100, 80), bool)
+    mask[20:80, 20:60] = True
+    image, target = scale.zoom_out(rgb, mask, 0.5)
+    assert image.shape == rgb.shape and target.shape == mask.shape
+    assert target.sum() == pytest.approx(mask.sum() * 0.25, rel=0.05)
+    ys, xs = np.nonzero(target)
+    assert (ys.min() + ys.max()) / 2 == pytest.approx(49.5, abs=1.5)  # centred
+    assert image[50, 0, 0] <= 1 and image[50, -1, 0] >= 77  # edge pixels repeated, no black frame
+    same_image, same_mask = scale.zoom_out(rgb, mask, 1.0)
+    assert same_image is rgb and same_mask is mask
+
+
+def test_scale_robustness_end_to_end_on_synthetic_faces(tmp_path, monkeypatch):
+    from hairseg_edge.synth import make_dataset
+
+    scale = _load("scale_robustness")
+    data = make_dataset(tmp_path / "data", n=4, size=[(96, 96)], seed=5)
+    ids = tmp_path / "ids.txt"
+    ids.write_text("\n".join(sorted(p.stem for p in (data / "images").iterdir())) + "\n")
+    monkeypatch.setattr(scale.C, "RESULTS_DIR", tmp_path / "results")
+    assert scale.main(["--data", str(data), "--ids", str(ids), "--zooms", "1.0,0.5", "--no-peers"]) == 0
+    result = json.loads((tmp_path / "results" / "scale_robustness.json").read_text())
+    assert set(result["iou"]["bundled int8"]) == {"1", "0.5"}
+    assert all(0.0 <= v <= 1.0 for v in result["iou"]["bundled int8"].values())
+    # results are not overwritten unasked; bad zooms are exit 2
+    assert scale.main(["--data", str(data), "--ids", str(ids), "--no-peers"]) == 2
+    assert scale.main(["--data", str(data), "--ids", str(ids), "--zooms", "0", "--force"]) == 2

@@ -1,0 +1,112 @@
+#!/usr/bin/env python3
+"""How the hair IoU holds up when the head is small in the frame: CelebAMask-HQ faces, zoomed out.
+
+CelebAMask-HQ faces fill most of the frame; photos from phones and webcams often do not (the sample
+photo's head is a third of its width). For each zoom factor, every validation image and its mask are
+shrunk by that factor (INTER_AREA / nearest) and centred on a canvas of the original size whose border
+repeats the image's edge pixels, so there is no black frame to give the scale away. Each model then
+segments the canvas through the device ``Segmenter`` (peers through their adapters) and the global IoU
+is taken against the shrunk mask. Zoom 1.0 is the plain validation set.
+
+    python benchmarks/scale_robustness.py [--zooms 1.0,0.6,0.4] [--limit 200]
+        [--model NAME=FILE.tflite ...] [--no-peers] [--ids FILE] [--data DIR] [--force]
+
+With no ``--model``, the bundled int8 model is measured; the three peers join unless ``--no-peers``.
+Results: ``benchmarks/results/scale_robustness.{json,md}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import _common as C  # benchmarks/ is on sys.path when this script runs
+import cv2
+import numpy as np
+
+from hairseg_edge.data import iter_samples, open_dataset, read_id_list
+from hairseg_edge.errors import InputError
+from hairseg_edge.models import default_model_path
+from hairseg_edge.runtime import Segmenter
+
+IDS = C.REPO / "hairseg_edge" / "splits" / "celebamask-hq-hair_val.txt"
+
+
+def zoom_out(rgb: np.ndarray, mask: np.ndarray, zoom: float) -> tuple[np.ndarray, np.ndarray]:
+    """The image and mask shrunk by ``zoom`` and centred on a same-size canvas (edge pixels repeated)."""
+    if zoom >= 1.0:
+        return rgb, mask
+    h, w = mask.shape
+    sh, sw = max(1, round(h * zoom)), max(1, round(w * zoom))
+    top, left = (h - sh) // 2, (w - sw) // 2
+    small = cv2.resize(rgb, (sw, sh), interpolation=cv2.INTER_AREA)
+    canvas = cv2.copyMakeBorder(small, top, h - sh - top, left, w - sw - left, cv2.BORDER_REPLICATE)
+    target = np.zeros_like(mask)
+    target[top:top + sh, left:left + sw] = cv2.resize(mask, (sw, sh), interpolation=cv2.INTER_NEAREST_EXACT)
+    return canvas, target
+
+
+def measure(models: dict[str, Path], data: Path, ids: Path, zooms: list[float],
+            limit: int) -> dict[str, dict[str, float]]:
+    ds = open_dataset(data).subset(read_id_list(ids)).limit(limit)
+    segmenters = {name: Segmenter(path) for name, path in models.items()}
+    inter = {(n, z): 0 for n in models for z in zooms}
+    union = dict(inter)
+    for _, rgb, mask in iter_samples(ds):
+        for z in zooms:
+            image, target = zoom_out(rgb, mask > 0, z)
+            for name, seg in segmenters.items():
+                pred = seg.segment(image).mask
+                inter[name, z] += int((pred & target).sum())
+                union[name, z] += int((pred | target).sum())
+    return {name: {f"{z:g}": inter[name, z] / max(union[name, z], 1) for z in zooms} for name in models}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", type=Path, default=C.REPO.parent / "shared" / "data" / "celebamask-hq-hair")
+    p.add_argument("--ids", type=Path, default=IDS, help="which ids of --data to use (one per line)")
+    p.add_argument("--zooms", default="1.0,0.6,0.4")
+    p.add_argument("--limit", type=int, default=200, help="validation images to use (from the recorded ids)")
+    p.add_argument("--model", action="append", default=[], metavar="NAME=FILE.tflite")
+    p.add_argument("--no-peers", action="store_true")
+    p.add_argument("--force", action="store_true", help="Overwrite earlier results.")
+    a = p.parse_args(argv)
+    out_json, out_md = C.RESULTS_DIR / "scale_robustness.json", C.RESULTS_DIR / "scale_robustness.md"
+    try:
+        C.refuse_existing([out_json, out_md], a.force)
+        zooms = [float(z) for z in a.zooms.split(",")]
+        if not all(0.1 <= z <= 1.0 for z in zooms):
+            raise InputError(f"--zooms must lie in [0.1, 1], got {a.zooms}")
+        models: dict[str, Path] = {}
+        for item in a.model or [f"bundled int8={default_model_path('int8')}"]:
+            name, sep, path = item.partition("=")
+            if not sep or not Path(path).is_file():
+                raise InputError(f"--model takes NAME=FILE.tflite of an existing file, got {item!r}")
+            models[name] = Path(path)
+        if not a.no_peers:
+            models.update({peer.name: path for peer, path in C.available_peers()})
+        if not a.data.is_dir():
+            raise InputError("no such data folder", a.data)
+        iou = measure(models, a.data, a.ids, zooms, a.limit)
+    except (InputError, ValueError) as exc:
+        print(f"scale_robustness: {exc}", file=sys.stderr)
+        return 2
+    result = {"machine": C.machine_info(), "data": a.data.name, "ids": a.ids.name,
+              "limit": a.limit, "zooms": zooms, "iou": iou,
+              "command": "python benchmarks/scale_robustness.py " + " ".join(argv or sys.argv[1:])}
+    C.write_json(out_json, result)
+    headers = ["model"] + [f"IoU, head at {z:g}x" for z in zooms]
+    rows = [[name] + [C.fmt(v[f"{z:g}"]) for z in zooms] for name, v in iou.items()]
+    C.write_text(out_md, "# Hair IoU when the head is small in the frame\n\n"
+                 + C.machine_markdown(result["machine"]) + f"\nCommand: `{result['command']}`\n\n"
+                 f"The first {a.limit} ids of `{a.ids.name}` in `{a.data.name}`, each shrunk by the zoom factor and centred "
+                 "on a canvas of its own size with the edge pixels repeated (see the script's docstring). "
+                 "Global IoU against the shrunk mask.\n\n" + C.markdown_table(headers, rows), force=True)
+    print(C.markdown_table(headers, rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
