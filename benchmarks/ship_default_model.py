@@ -4,8 +4,8 @@
         [--install]  # copy the result into hairseg_edge/models/
 
 Steps (all through the project's own library, as a user would run them):
-1. export RUN_DIR/model.keras to float32 + int8 (uint8 I/O) with the accuracy gate, calibrating on the
-   CelebAMask-HQ training split and verifying on its validation split;
+1. export RUN_DIR/model.keras to float32 + int8 (uint8 I/O) with the accuracy gate, calibrating on a
+   seeded sample of the three data sets' training splits and verifying on CelebAMask-HQ's validation split;
 2. package the int8 model with MediaPipe Tasks metadata, in the `[mobile]` venv (.venv-mobile, made by
    scripts/mobile_venv.sh) because mediapipe cannot share an environment with TensorFlow;
 3. evaluate ours (float32, int8) and the three hair peers on each recorded validation split
@@ -69,11 +69,34 @@ def versions() -> dict[str, str]:
     return out
 
 
+#: Calibration images per data set: the model is trained on all three, so its int8 ranges are measured on
+#: all three. Calibrated on CelebAMask-HQ alone, v4's int8 agreed with its float model on the sample photo
+#: and generated faces at only 0.963 (the regression test asks 0.97); on this mix, 0.976.
+CALIBRATION = {"celebamask-hq-hair": 100, "figaro1k-hair-train": 50, "lfw-parts-hair-train": 50}
+
+
+def calibration_folder(data_root: Path, work: Path, seed: int = 0) -> Path:
+    """A folder of links to a seeded sample of each data set's training split (never its validation ids)."""
+    import random
+
+    from hairseg_edge.data import open_dataset
+
+    folder = work / "calibration" / "images"
+    folder.mkdir(parents=True)
+    rng = random.Random(seed)
+    for name, count in CALIBRATION.items():
+        train, _ = open_dataset(data_root / name).split()
+        for sample in rng.sample(list(train), min(count, len(train))):
+            (folder / f"{name}-{sample.id}{sample.image_path.suffix}").symlink_to(sample.image_path.resolve())
+    return folder.parent
+
+
 def export(run: Path, data_root: Path, work: Path) -> dict:
     from hairseg_edge.export import ExportOptions, export_model
 
     report = export_model(ExportOptions(run / "model.keras", variants=("float32", "int8"),
-                                        data=data_root / "celebamask-hq-hair", out=work / "export"))
+                                        data=data_root / "celebamask-hq-hair",
+                                        calib=calibration_folder(data_root, work), out=work / "export"))
     report.raise_for_gate()
     return report.to_dict()
 
