@@ -27,6 +27,7 @@ import numpy as np
 
 from hairseg_edge.data import iter_samples, open_dataset, read_id_list
 from hairseg_edge.errors import InputError
+from hairseg_edge.metrics import SegmentationMeter
 from hairseg_edge.models import default_model_path
 from hairseg_edge.runtime import Segmenter
 
@@ -51,16 +52,13 @@ def measure(models: dict[str, Path], data: Path, ids: Path, zooms: list[float],
             limit: int) -> dict[str, dict[str, float]]:
     ds = open_dataset(data).subset(read_id_list(ids)).limit(limit)
     segmenters = {name: Segmenter(path) for name, path in models.items()}
-    inter = {(n, z): 0 for n in models for z in zooms}
-    union = dict(inter)
+    meters = {(name, z): SegmentationMeter() for name in models for z in zooms}
     for _, rgb, mask in iter_samples(ds):
         for z in zooms:
             image, target = zoom_out(rgb, mask > 0, z)
             for name, seg in segmenters.items():
-                pred = seg.segment(image).mask
-                inter[name, z] += int((pred & target).sum())
-                union[name, z] += int((pred | target).sum())
-    return {name: {f"{z:g}": inter[name, z] / max(union[name, z], 1) for z in zooms} for name in models}
+                meters[name, z].update(seg.segment(image).mask, target)
+    return {name: {f"{z:g}": meters[name, z].result().iou for z in zooms} for name in models}
 
 
 def main(argv: list[str] | None = None) -> int:

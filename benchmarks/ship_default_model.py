@@ -307,12 +307,10 @@ def arch_summary(arch: str) -> str:
 
 
 def _stages_text(tr: dict) -> str:
-    stages = tr.get("stages") or [{"img_size": None, "seed": tr["seed"], "epochs_run": tr["epochs_run"],
-                                   "best_epoch": tr["best_epoch"]}]
-    parts = [f"{'then ' if k else ''}{st['epochs_run']} epochs"
-             + (f" at {st['img_size']} px" if st["img_size"] else "")
+    stages = tr["stages"]
+    parts = [f"{'then ' if k else ''}{st['epochs_run']} epochs at {st['img_size']} px"
              + (" from random weights" if k == 0 and len(stages) > 1 else "")
-             + (f" starting from the previous run's best model" if k else "")
+             + (" starting from the previous run's best model" if k else "")
              + f" (seed {st['seed']}, best epoch {st['best_epoch']})"
              for k, st in enumerate(stages)]
     return ("Training: " + ", ".join(parts) + ". Best epochs are chosen by the mean validation IoU over the "
