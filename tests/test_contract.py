@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import cv2
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -19,6 +20,7 @@ from hairseg_edge.contract import (
     letterbox_geometry,
     letterbox_image,
     letterbox_mask,
+    resize_image,
     unletterbox,
 )
 
@@ -71,6 +73,38 @@ def test_letterbox_of_an_image_already_at_size_is_unchanged():
     canvas, box = letterbox_image(rgb, 64)
     assert np.array_equal(canvas, rgb)
     assert (box.top, box.left) == (0, 0)
+
+
+@pytest.mark.parametrize(("src", "dst"), [((720, 1280), (108, 192)), ((1080, 1920), (126, 224)),
+                                          ((512, 512), (192, 192))])
+def test_resize_image_filters_like_area_averaging(src, dst):
+    # A one-pixel checkerboard is pure high frequency: an anti-aliased shrink is flat mid-grey, while
+    # bilinear sampling alone (no filter) lands on pixel centres and keeps black/white speckle.
+    yy, xx = np.mgrid[: src[0], : src[1]]
+    board = np.repeat((((yy + xx) % 2) * 255).astype(np.uint8)[..., None], 3, axis=2)
+    out = resize_image(board, dst[1], dst[0])
+    assert out.shape == (*dst, 3) and out.dtype == np.uint8
+    area = cv2.resize(board, (dst[1], dst[0]), interpolation=cv2.INTER_AREA)
+    assert np.abs(out.astype(int) - 127.5).max() <= 64, "aliasing: the checkerboard survived the shrink"
+    assert np.abs(out.astype(int) - area.astype(int)).mean() < 8
+
+
+@pytest.mark.parametrize(("src", "dst"), [((720, 1280), (108, 192)), ((256, 256), (192, 192))])
+def test_resize_image_matches_area_averaging_on_photo_like_content(src, dst):
+    # Under a 2x shrink there is no halving step and bilinear alone would alias pixel-level
+    # patterns (the checkerboard above); camera photos carry little energy there, as here.
+    rng = np.random.default_rng(3)
+    smooth = cv2.GaussianBlur(rng.integers(0, 256, (*src, 3), dtype=np.uint8), (0, 0), 2)
+    out = resize_image(smooth, dst[1], dst[0]).astype(np.float64)
+    area = cv2.resize(smooth, (dst[1], dst[0]), interpolation=cv2.INTER_AREA).astype(np.float64)
+    assert 10 * np.log10(255.0**2 / np.mean((out - area) ** 2)) > 35  # dB
+
+
+def test_resize_image_grows_bilinearly_and_keeps_an_exact_size():
+    rgb = np.random.default_rng(4).integers(0, 256, (50, 40, 3), dtype=np.uint8)
+    assert resize_image(rgb, 40, 50) is rgb
+    grown = resize_image(rgb, 80, 100)
+    assert np.array_equal(grown, cv2.resize(rgb, (80, 100), interpolation=cv2.INTER_LINEAR))
 
 
 def test_letterbox_keeps_rgb_order_and_does_not_distort():
