@@ -360,6 +360,12 @@ CelebAMask-HQ validation IoU of the shipped int8 model: **{ours:.4f}**. Regressi
 int8 {card['regression300']['int8_iou']:.4f}; `tests/test_regression.py` holds int8 to within 0.003 of
 float and 0.005 of this figure.
 
+Read the CelebAMask-HQ column with care: community-mobile and BiSeNetV2 were trained on CelebAMask-HQ,
+and the 4,850 photos used here appear to be its training partition, renumbered (the data set's
+SOURCE.md). Our validation photos were then probably in those peers' training data, so their
+CelebAMask-HQ figures are likely in-sample while ours are not. No peer's sources name Figaro-1k or
+LFW Part Labels as training data (`../shared/peers/SOURCES.md`).
+
 ## Raspberry Pi 5 estimate
 About {card['pi5_estimate_ms'][0]}-{card['pi5_estimate_ms'][1]} ms per frame for the model on one core: {card['pi5_assumption']}.
 
