@@ -1,4 +1,4 @@
-"""Tests of the benchmark scripts (benchmarks/arch_study.py, sweep.py, train_cost.py).
+"""Tests of the benchmark scripts (arch_study, sweep, train_cost, ship_default_model, scale_robustness, resample_cost).
 
 The fast tests check the scripts' own logic (Pareto front, option parsing, the fixed validation id
 list, the cache location). The slow ones run each script end to end at toy scale on a synthetic data
@@ -290,3 +290,18 @@ def test_scale_robustness_end_to_end_on_synthetic_faces(tmp_path, monkeypatch):
     # results are not overwritten unasked; bad zooms are exit 2
     assert scale.main(["--data", str(data), "--ids", str(ids), "--no-peers"]) == 2
     assert scale.main(["--data", str(data), "--ids", str(ids), "--zooms", "0", "--force"]) == 2
+
+
+def test_resample_cost_end_to_end_on_synthetic_faces(tmp_path, monkeypatch):
+    from hairseg_edge.synth import make_dataset
+
+    resample = _load("resample_cost")
+    data = make_dataset(tmp_path / "data", n=3, size=[(96, 96)], seed=6)
+    monkeypatch.setattr(resample.C, "RESULTS_DIR", tmp_path / "results")
+    assert resample.main(["--data", str(data), "--runs", "3"]) == 0
+    rows = json.loads((tmp_path / "results" / "resample_cost.json").read_text())["rows"]
+    assert len(rows) == len(resample.CASES) and all(r["photos"] == 4 for r in rows)
+    # close to area averaging on real and generated photos, never the same file twice unasked
+    assert all(r["psnr_db_min"] > 30 and r["contract_ms"] > 0 for r in rows)
+    assert resample.main(["--runs", "3"]) == 2
+    assert resample.main(["--data", str(tmp_path / "missing"), "--force"]) == 2
