@@ -88,6 +88,12 @@ def test_measure_end_to_end_times_every_stage(tiny_tflite):
     assert sum(result.stages_ms.values()) == pytest.approx(result.mean_ms, rel=0.05)
     # decoding a 1280x720 JPEG costs more than a 32 px model
     assert result.stages_ms["read"] > result.stages_ms["infer"]
+    # the median frame from decoded pixels: no decode, and no more than the slowest whole frame
+    without_read = result.mean_ms - result.stages_ms["read"]
+    assert 0 < result.rgb_to_mask_p50_ms < result.p50_ms
+    assert result.rgb_to_mask_p50_ms == pytest.approx(without_read, rel=0.5)
+    assert BenchResult.from_dict(result.to_dict()).rgb_to_mask_p50_ms == pytest.approx(result.rgb_to_mask_p50_ms,
+                                                                                     abs=1e-6)
 
 
 def test_any_valid_tflite_can_be_timed_but_end_to_end_needs_an_adapter(tiny_tflite):
@@ -142,6 +148,7 @@ def test_json_and_csv_formats(tiny_tflite):
     failed = BenchResult("missing.tflite", 1, error="missing.tflite: no such file")
     records = json.loads(results_json([ok, failed]))
     assert records[0]["stages_ms"].keys() == {"read", "prepare", "infer", "post"}
+    assert records[0]["rgb_to_mask_p50_ms"] > 0 and "rgb_to_mask_p50_ms" not in records[1]
     assert records[1] == {**{k: None for k in RECORD_KEYS}, "model": "missing.tflite", "threads": 1,
                           "end_to_end": False, "adapter": None, "runs": None,
                           "error": "missing.tflite: no such file"}
