@@ -11,9 +11,10 @@ The contract (version 1):
   photos of CelebAMask-HQ are simply resized; tall or wide photos are not distorted.
 * **Resampling**: when shrinking, halve with a 2x2 box filter while the image is still at least
   twice the target, then take one bilinear step (a factor in (0.5, 1], where only pixel-level
-  patterns could alias, and camera photos carry little of them). On photos this is within ~48 dB
-  PSNR of ``INTER_AREA`` and 5-12x faster: OpenCV's area filter is slow for non-integer ratios
-  (2.7 ms for 1280x720 -> 192, against 0.2 ms). Bilinear when growing. Masks use centre-aligned
+  patterns could alias, and camera photos carry little of them). On photos this stays within a
+  median 41-52 dB PSNR of ``INTER_AREA`` and is 3-9x faster, since OpenCV's area filter is slow
+  for non-integer ratios (1280x720 -> 224x126: 2.9 ms against 0.3 ms;
+  ``benchmarks/results/resample_cost.md``). Bilinear when growing. Masks use centre-aligned
   nearest-neighbour so labels stay binary and aligned.
 * **Model input**: float32 or uint8 tensor ``[1, S, S, 3]`` holding the raw RGB values 0..255.
   Normalisation lives *inside* the model (a Rescaling layer), so an int8 model with uint8 input takes
