@@ -138,11 +138,8 @@ def letterbox_image(rgb: np.ndarray, size: int) -> tuple[np.ndarray, Letterbox]:
     rgb = as_rgb_uint8(rgb)
     box = letterbox_geometry(rgb.shape[0], rgb.shape[1], size)
     canvas = np.full((size, size, 3), PAD_VALUE, dtype=np.uint8)
-    if (box.new_h, box.new_w) == rgb.shape[:2]:
-        resized = rgb
-    else:
-        resized = resize_image(rgb, box.new_w, box.new_h)
-    canvas[box.top : box.top + box.new_h, box.left : box.left + box.new_w] = resized
+    inside = (slice(box.top, box.top + box.new_h), slice(box.left, box.left + box.new_w))
+    canvas[inside] = resize_image(rgb, box.new_w, box.new_h)  # returns rgb itself when already at size
     return canvas, box
 
 
