@@ -298,7 +298,9 @@ def test_resample_cost_end_to_end_on_synthetic_faces(tmp_path, monkeypatch):
     resample = _load("resample_cost")
     data = make_dataset(tmp_path / "data", n=3, size=[(96, 96)], seed=6)
     monkeypatch.setattr(resample.C, "RESULTS_DIR", tmp_path / "results")
+    threads = resample.cv2.getNumThreads()
     assert resample.main(["--data", str(data), "--runs", "3"]) == 0
+    assert resample.cv2.getNumThreads() == threads  # its one-thread timing does not leak into the caller
     rows = json.loads((tmp_path / "results" / "resample_cost.json").read_text())["rows"]
     assert len(rows) == len(resample.CASES) and all(r["photos"] == 4 for r in rows)
     # close to area averaging on real and generated photos, never the same file twice unasked
