@@ -18,6 +18,7 @@ Results: ``benchmarks/results/scale_robustness.{json,md}``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from pathlib import Path
 
@@ -51,13 +52,14 @@ def zoom_out(rgb: np.ndarray, mask: np.ndarray, zoom: float) -> tuple[np.ndarray
 def measure(models: dict[str, Path], data: Path, ids: Path, zooms: list[float],
             limit: int) -> dict[str, dict[str, float]]:
     ds = open_dataset(data).subset(read_id_list(ids)).limit(limit)
-    segmenters = {name: Segmenter(path) for name, path in models.items()}
     meters = {(name, z): SegmentationMeter() for name in models for z in zooms}
-    for _, rgb, mask in iter_samples(ds):
-        for z in zooms:
-            image, target = zoom_out(rgb, mask > 0, z)
-            for name, seg in segmenters.items():
-                meters[name, z].update(seg.segment(image).mask, target)
+    with contextlib.ExitStack() as stack:
+        segmenters = {name: stack.enter_context(Segmenter(path)) for name, path in models.items()}
+        for _, rgb, mask in iter_samples(ds):
+            for z in zooms:
+                image, target = zoom_out(rgb, mask > 0, z)
+                for name, seg in segmenters.items():
+                    meters[name, z].update(seg.segment(image).mask, target)
     return {name: {f"{z:g}": meters[name, z].result().iou for z in zooms} for name in models}
 
 
