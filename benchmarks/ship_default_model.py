@@ -264,6 +264,8 @@ def train_command(options: dict, run_name: str) -> str:
             f" --epochs {options['epochs']} --batch {options['batch']} --lr {options['lr']}"
             f" --seed {options['seed']} --patience {options['patience']}"
             + (f" --init-from runs/{Path(init).parent.name}/{Path(init).name}" if init else "")
+            # Older runs' options have no "augment": they trained with the default (full).
+            + (f" --augment {options['augment']}" if options.get("augment", "full") != "full" else "")
             + f" --out runs/{run_name}")
 
 
@@ -277,7 +279,8 @@ def training_stages(run: Path) -> list[dict]:
         stages.append({"run": run.name, "command": train_command(options, run.name), "seed": options["seed"],
                        "img_size": options["img_size"], "epochs_run": len(history),
                        "best_epoch": max(history, key=lambda r: r["val_iou"])["epoch"],
-                       "data_weights": options.get("data_weights")})
+                       "data_weights": options.get("data_weights"),
+                       "augment": options.get("augment", "full")})
         init = options.get("init_from")
         if not init:
             return stages[::-1]
@@ -335,6 +338,7 @@ def _stages_text(tr: dict) -> str:
     parts = [f"{'then ' if k else ''}{st['epochs_run']} epochs at {st['img_size']} px"
              + (" from random weights" if k == 0 and len(stages) > 1 else "")
              + (" starting from the previous run's best model" if k else "")
+             + (f" with {st['augment']} augmentation" if st.get("augment", "full") != "full" else "")
              + f" (seed {st['seed']}, best epoch {st['best_epoch']})"
              for k, st in enumerate(stages)]
     return ("Training: " + ", ".join(parts) + ". Best epochs are chosen by the mean validation IoU over the "

@@ -239,7 +239,7 @@ def test_ship_records_every_training_stage_of_a_fine_tuned_model(tmp_path):
     first, second = tmp_path / "runs" / "first", tmp_path / "runs" / "second"
     for run, options, best in ((first, {**base, "img_size": 160, "epochs": 3}, 2),
                                (second, {**base, "img_size": 192, "epochs": 2, "lr": 0.0015,
-                                         "init_from": str(first / "model.keras")}, 1)):
+                                         "init_from": str(first / "model.keras"), "augment": "light"}, 1)):
         run.mkdir(parents=True)
         (run / "train_options.json").write_text(json.dumps(options))
         history = [{"epoch": e, "val_iou": 0.9 if e == best else 0.5} for e in range(1, options["epochs"] + 1)]
@@ -249,10 +249,12 @@ def test_ship_records_every_training_stage_of_a_fine_tuned_model(tmp_path):
     assert [st["run"] for st in stages] == ["first", "second"]
     assert [(st["img_size"], st["epochs_run"], st["best_epoch"]) for st in stages] == [(160, 3, 2), (192, 2, 1)]
     assert "--init-from" not in stages[0]["command"]
+    assert "--augment" not in stages[0]["command"]  # options from before --augment: the default
     assert "--img-size 192" in stages[1]["command"]
-    assert "--init-from runs/first/model.keras --out runs/second" in stages[1]["command"]
+    assert "--init-from runs/first/model.keras --augment light --out runs/second" in stages[1]["command"]
     text = ship._stages_text({"stages": stages, "seed": 1234, "epochs_run": 2, "best_epoch": 1})
     assert "3 epochs at 160 px from random weights" in text and "then 2 epochs at 192 px" in text
+    assert "model with light augmentation (seed" in text and text.count("augmentation") == 1
 
     (first / "train_options.json").unlink()  # the parent run is gone: refuse to write a card that lies
     with pytest.raises(SystemExit, match="no run folder"):

@@ -128,6 +128,36 @@ def test_augment_is_deterministic_and_keeps_masks_binary():
     assert set(np.unique(a[1])) <= {0, 1}
 
 
+def test_light_augmentation_moves_pixels_less_than_full(tiny_data):
+    """--augment light keeps masks closer to the unaugmented photo than full (geometry), and light
+    photometric changes are smaller; none leaves a training sample as the contract prepares it."""
+    from hairseg_edge.synth import render_sample
+    from hairseg_edge.training.pipeline import AUGMENT_PRESETS, augment, make_dataset, prepare_pair
+
+    rgb, mask = render_sample(np.random.default_rng(0), 96, 96)
+
+    def mean_change(preset):
+        ious, shifts = [], []
+        for k in range(60):
+            img, m = augment(rgb, mask, np.random.default_rng([7, k]), AUGMENT_PRESETS[preset])
+            union = np.logical_or(m, mask).sum()
+            ious.append(np.logical_and(m, mask).sum() / max(union, 1))
+            shifts.append(abs(float(img.mean()) - float(rgb.mean())))
+        return float(np.mean(ious)), float(np.mean(shifts))
+
+    full_iou, full_shift = mean_change("full")
+    light_iou, light_shift = mean_change("light")
+    assert light_iou > full_iou + 0.05
+    assert light_shift < full_shift
+
+    from hairseg_edge.data import load_sample, open_dataset
+    sample = open_dataset(tiny_data).samples[0]
+    image, target = next(iter(make_dataset([sample], 64, 1, training=True, augmented=False)))
+    expected_image, expected_target = prepare_pair(*load_sample(sample), 64)
+    np.testing.assert_array_equal(image[0].numpy(), expected_image)
+    np.testing.assert_array_equal(target[0].numpy(), expected_target)
+
+
 def test_validation_matches_the_training_pipeline_letterbox(tiny_data):
     """Validation images are exactly the contract's letterbox of the decoded file."""
     from hairseg_edge import contract
@@ -297,6 +327,7 @@ def test_list_archs_reports_params_and_macs():
     (["--data", "{data}", "--arch", "resnet"], "unknown architecture"),
     (["--data", "{data}", "--img-size", "50"], "multiple of 32"),
     (["--data", "{data}", "--epochs", "0"], "--epochs"),
+    (["--data", "{data}", "--augment", "heavy"], "unknown --augment 'heavy'"),
     ([], "--data"),
 ])
 def test_bad_train_arguments_are_one_line_exit_2(tiny_data, tmp_path, args, message):

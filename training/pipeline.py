@@ -44,6 +44,21 @@ class AugmentOptions:
     raw_resize_prob: float = 0.25
 
 
+#: Named augmentation strengths for ``hairseg-edge train --augment``. ``full`` is for training from
+#: scratch or from another model: photos in the wild at any zoom, angle and exposure. ``light`` keeps
+#: every kind of transform but at about half the strength, for a last fine-tuning phase that settles
+#: the weights nearer the unaugmented photos the model will see (strong augmentation to the very end
+#: leaves a small net fitting distortions rather than the photos; cf. YOLOX switching mosaic off for
+#: its final epochs). ``none`` is for debugging and for measuring what augmentation is worth.
+AUGMENT_PRESETS: dict[str, AugmentOptions | None] = {
+    "full": AugmentOptions(),
+    "light": AugmentOptions(scale=(0.85, 1.18), max_rotation_deg=8.0, max_translate=0.06,
+                            zoom_crop_prob=0.07, color_jitter=0.12, hue_shift_deg=5.0, gray_prob=0.03,
+                            blur_prob=0.08, noise_prob=0.1, jpeg_prob=0.1, raw_resize_prob=0.25),
+    "none": None,
+}
+
+
 def augment(rgb: np.ndarray, mask: np.ndarray, rng: np.random.Generator,
             opts: AugmentOptions = AugmentOptions(), input_size: int | None = None
             ) -> tuple[np.ndarray, np.ndarray]:
@@ -111,7 +126,7 @@ def prepare_pair(rgb: np.ndarray, mask: np.ndarray, input_size: int) -> tuple[np
 
 
 def make_dataset(samples: Sequence[Sample], input_size: int, batch_size: int, *, training: bool,
-                 seed: int = 0, augment_options: AugmentOptions | None = None,
+                 seed: int = 0, augment_options: AugmentOptions | None = None, augmented: bool = True,
                  repeat_weights: Sequence[int] | None = None, drop_remainder: bool | None = None,
                  shuffle_buffer: int = 4096, initial_epoch: int = 0) -> tf.data.Dataset:
     """A batched, prefetched tf.data pipeline of ``(images [B,S,S,3] float32 0..255, masks [B,S,S,1])``.
@@ -121,6 +136,7 @@ def make_dataset(samples: Sequence[Sample], input_size: int, batch_size: int, *,
     per-element random stream derived from ``seed``, the epoch and the element, so a run is
     reproducible. A training stream repeats forever: pass ``steps_per_epoch`` to fit().
     ``repeat_weights[i]`` repeats sample i that many times per epoch (oversampling).
+    ``augmented=False`` turns augmentation off for a training stream (it still shuffles and repeats).
     """
     if not samples:
         raise InputError("no samples to train or validate on")
@@ -139,7 +155,7 @@ def make_dataset(samples: Sequence[Sample], input_size: int, batch_size: int, *,
             # message; keep the original so the training loop can report it as one line.
             _input_errors.append(err)
             raise
-        if training:
+        if training and augmented:
             rng = np.random.default_rng([seed, int(epoch_seed), int(i)])
             rgb, mask = augment(rgb, mask, rng, aug, input_size)
         return prepare_pair(rgb, mask, input_size)

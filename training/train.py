@@ -36,8 +36,8 @@ from hairseg_edge.metrics import SegmentationMeter
 from . import archs
 from .keras_compat import keras, tf
 from .losses import BceDiceLoss
-from .pipeline import (AugmentOptions, forget_input_errors, make_dataset, reraise_input_error,
-                       steps_per_epoch)
+from .pipeline import (AUGMENT_PRESETS, AugmentOptions, forget_input_errors, make_dataset,
+                       reraise_input_error, steps_per_epoch)
 
 STATE_FILE = "state.json"
 MODEL_FILE = "model.keras"
@@ -64,6 +64,7 @@ class TrainOptions:
     mixed_precision: str = "auto"  # auto (on GPU) | on | off
     steps_per_epoch: int | None = None  # cap (smoke runs); default: one pass over the training set
     init_from: str | None = None  # a .keras model of the same arch and width to start from (fine-tuning)
+    augment: str = "full"  # a name in pipeline.AUGMENT_PRESETS: full | light | none
 
     def __post_init__(self) -> None:
         if not self.data:
@@ -88,6 +89,8 @@ class TrainOptions:
             raise InputError(f"unknown --strategy {self.strategy!r}")
         if self.mixed_precision not in ("auto", "on", "off"):
             raise InputError(f"unknown --mixed-precision {self.mixed_precision!r}")
+        if self.augment not in AUGMENT_PRESETS:
+            raise InputError(f"unknown --augment {self.augment!r}; choose from {', '.join(AUGMENT_PRESETS)}")
         if self.init_from is not None and not Path(self.init_from).is_file():
             raise InputError("--init-from: no such model file", self.init_from)
 
@@ -391,7 +394,9 @@ class Trainer:
             self.progress("already_done", {"epoch": initial_epoch})
             return self._result(stopped_early=bool(state.get("stopped_early")))
 
+        preset = AUGMENT_PRESETS[o.augment]
         train_ds = make_dataset(train_samples, o.img_size, o.batch * replicas, training=True, seed=o.seed,
+                                augment_options=preset, augmented=preset is not None,
                                 repeat_weights=weights, initial_epoch=initial_epoch)
         self.val_sets = [make_dataset(v.samples, o.img_size, o.batch, training=False)
                          for v in splits.val]

@@ -63,6 +63,9 @@ def train(
     init_from: Annotated[Optional[str], typer.Option(
         "--init-from", help="Start from this .keras model's weights (same --arch and --width; any "
         "--img-size): fine-tune. 'default' = the bundled float model.")] = None,
+    augment: Annotated[str, typer.Option(
+        help="Augmentation strength: full (photos in the wild) | light (a last fine-tuning phase) | none.")
+    ] = "full",
     list_archs: Annotated[bool, typer.Option(
         "--list-archs", help="List architectures with parameters and MACs at --img-size, then exit.")] = False,
 ) -> None:
@@ -80,7 +83,7 @@ def train(
         data=tuple(str(d) for d in data), out=str(out), arch=arch, img_size=img_size, width=width,
         epochs=epochs, batch=batch, limit=limit, lr=lr, patience=patience, seed=seed,
         data_weights=_parse_weights(data_weights), strategy=strategy, mixed_precision=mixed_precision,
-        steps_per_epoch=steps_per_epoch, init_from=_resolve_init(init_from))
+        steps_per_epoch=steps_per_epoch, init_from=_resolve_init(init_from), augment=augment)
     with _TrainProgress() as progress:
         result = run_training(options, resume=resume, progress=progress)
     console.print(
