@@ -266,6 +266,7 @@ def train_command(options: dict, run_name: str) -> str:
             + (f" --init-from runs/{Path(init).parent.name}/{Path(init).name}" if init else "")
             # Older runs' options have no "augment": they trained with the default (full).
             + (f" --augment {options['augment']}" if options.get("augment", "full") != "full" else "")
+            + (f" --keep {options['keep']}" if options.get("keep", "best") != "best" else "")
             + f" --out runs/{run_name}")
 
 
@@ -276,9 +277,13 @@ def training_stages(run: Path) -> list[dict]:
     while True:
         options = json.loads((run / "train_options.json").read_text())
         history = json.loads((run / "history.json").read_text())
+        state_file = run / "state.json"
+        state = json.loads(state_file.read_text()) if state_file.is_file() else {}
+        # The epoch model.keras holds (--keep); runs from before --keep kept the best mean val IoU.
+        kept = state.get("kept_epoch") or max(history, key=lambda r: r["val_iou"])["epoch"]
         stages.append({"run": run.name, "command": train_command(options, run.name), "seed": options["seed"],
                        "img_size": options["img_size"], "epochs_run": len(history),
-                       "best_epoch": max(history, key=lambda r: r["val_iou"])["epoch"],
+                       "best_epoch": kept, "keep": options.get("keep", "best"),
                        "data_weights": options.get("data_weights"),
                        "augment": options.get("augment", "full")})
         init = options.get("init_from")
@@ -337,12 +342,14 @@ def _stages_text(tr: dict) -> str:
     stages = tr["stages"]
     parts = [f"{'then ' if k else ''}{st['epochs_run']} epochs at {st['img_size']} px"
              + (" from random weights" if k == 0 and len(stages) > 1 else "")
-             + (" starting from the previous run's best model" if k else "")
+             + (" starting from the previous run's model" if k else "")
              + (f" with {st['augment']} augmentation" if st.get("augment", "full") != "full" else "")
-             + f" (seed {st['seed']}, best epoch {st['best_epoch']})"
+             + f" (seed {st['seed']}, "
+             + (f"kept the last epoch, {st['best_epoch']})" if st.get("keep") == "last"
+                else f"best epoch {st['best_epoch']})")
              for k, st in enumerate(stages)]
-    return ("Training: " + ", ".join(parts) + ". Best epochs are chosen by the mean validation IoU over the "
-            "three data sets.")
+    return ("Training: " + ", ".join(parts) + ". A stage's best epoch is the one with the best mean "
+            "validation IoU over the three data sets.")
 
 
 def render_card(card: dict) -> str:

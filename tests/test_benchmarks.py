@@ -244,17 +244,23 @@ def test_ship_records_every_training_stage_of_a_fine_tuned_model(tmp_path):
         (run / "train_options.json").write_text(json.dumps(options))
         history = [{"epoch": e, "val_iou": 0.9 if e == best else 0.5} for e in range(1, options["epochs"] + 1)]
         (run / "history.json").write_text(json.dumps(history))
+    # The second run kept its last epoch (--keep last), not its best.
+    (second / "train_options.json").write_text(json.dumps({**json.loads(
+        (second / "train_options.json").read_text()), "keep": "last"}))
+    (second / "state.json").write_text(json.dumps({"kept_epoch": 2}))
 
     stages = ship.training_stages(second)
     assert [st["run"] for st in stages] == ["first", "second"]
-    assert [(st["img_size"], st["epochs_run"], st["best_epoch"]) for st in stages] == [(160, 3, 2), (192, 2, 1)]
+    assert [(st["img_size"], st["epochs_run"], st["best_epoch"]) for st in stages] == [(160, 3, 2), (192, 2, 2)]
     assert "--init-from" not in stages[0]["command"]
     assert "--augment" not in stages[0]["command"]  # options from before --augment: the default
     assert "--img-size 192" in stages[1]["command"]
-    assert "--init-from runs/first/model.keras --augment light --out runs/second" in stages[1]["command"]
+    assert ("--init-from runs/first/model.keras --augment light --keep last --out runs/second"
+            in stages[1]["command"])
     text = ship._stages_text({"stages": stages, "seed": 1234, "epochs_run": 2, "best_epoch": 1})
     assert "3 epochs at 160 px from random weights" in text and "then 2 epochs at 192 px" in text
     assert "model with light augmentation (seed" in text and text.count("augmentation") == 1
+    assert "(seed 1234, best epoch 2)" in text and "(seed 1234, kept the last epoch, 2)" in text
 
     (first / "train_options.json").unlink()  # the parent run is gone: refuse to write a card that lies
     with pytest.raises(SystemExit, match="no run folder"):

@@ -199,6 +199,24 @@ def test_train_writes_model_history_and_curve(tiny_data, tmp_path):
     assert "--resume" in again.output
 
 
+def test_keep_last_holds_the_final_epoch_whatever_its_score(tiny_data, tmp_path):
+    """--keep last: model.keras is the end of the schedule (the last checkpoint's weights), recorded in
+    state.json and the options, so a model card can say which epoch it ships."""
+    out = tmp_path / "run"
+    result = CliRunner().invoke(app, _train_args(tiny_data, out, 3, ["--keep", "last"]))
+    assert result.exit_code == 0, result.output
+    state = json.loads((out / "state.json").read_text())
+    assert state["kept_epoch"] == 3 and state["kept_val_iou"] == state["history"][-1]["val_iou"]
+    assert json.loads((out / "train_options.json").read_text())["keep"] == "last"
+
+    from hairseg_edge.training.keras_compat import keras
+
+    kept = keras.models.load_model(out / "model.keras", safe_mode=True, compile=False)
+    last = keras.models.load_model(out / "checkpoint-epoch-0003.keras", safe_mode=True, compile=False)
+    for a, b in zip(kept.get_weights(), last.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_resume_continues_to_the_total_epochs(tiny_data, tmp_path):
     out = tmp_path / "run"
     assert CliRunner().invoke(app, _train_args(tiny_data, out, 1)).exit_code == 0
@@ -328,6 +346,7 @@ def test_list_archs_reports_params_and_macs():
     (["--data", "{data}", "--img-size", "50"], "multiple of 32"),
     (["--data", "{data}", "--epochs", "0"], "--epochs"),
     (["--data", "{data}", "--augment", "heavy"], "unknown --augment 'heavy'"),
+    (["--data", "{data}", "--keep", "worst"], "unknown --keep 'worst'"),
     ([], "--data"),
 ])
 def test_bad_train_arguments_are_one_line_exit_2(tiny_data, tmp_path, args, message):

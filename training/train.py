@@ -65,6 +65,7 @@ class TrainOptions:
     steps_per_epoch: int | None = None  # cap (smoke runs); default: one pass over the training set
     init_from: str | None = None  # a .keras model of the same arch and width to start from (fine-tuning)
     augment: str = "full"  # a name in pipeline.AUGMENT_PRESETS: full | light | none
+    keep: str = "best"  # which epoch model.keras holds: best (mean validation IoU) | last
 
     def __post_init__(self) -> None:
         if not self.data:
@@ -89,6 +90,8 @@ class TrainOptions:
             raise InputError(f"unknown --strategy {self.strategy!r}")
         if self.mixed_precision not in ("auto", "on", "off"):
             raise InputError(f"unknown --mixed-precision {self.mixed_precision!r}")
+        if self.keep not in ("best", "last"):
+            raise InputError(f"unknown --keep {self.keep!r}; choose best or last")
         if self.augment not in AUGMENT_PRESETS:
             raise InputError(f"unknown --augment {self.augment!r}; choose from {', '.join(AUGMENT_PRESETS)}")
         if self.init_from is not None and not Path(self.init_from).is_file():
@@ -118,6 +121,8 @@ class TrainResult:
     epochs_run: int
     best_epoch: int
     best_val_iou: float
+    kept_epoch: int = -1  # the epoch model.keras holds: best_epoch, or the last with keep="last"
+    kept_val_iou: float = -1.0
     history: list[dict[str, float]] = field(default_factory=list)
     params: int = 0
     macs: int = 0
@@ -339,6 +344,8 @@ class Trainer:
         self.history: list[dict[str, float]] = []
         self.best_iou = -1.0
         self.best_epoch = -1
+        self.kept_epoch = -1
+        self.kept_iou = -1.0
         self.wait = 0
         self.should_stop = False
         self.epoch_started = 0.0
@@ -379,6 +386,8 @@ class Trainer:
                 self.history = state.get("history", [])
                 self.best_iou = float(state.get("best_val_iou", -1.0))
                 self.best_epoch = int(state.get("best_epoch", -1))
+                self.kept_epoch = int(state.get("kept_epoch", self.best_epoch))
+                self.kept_iou = float(state.get("kept_val_iou", self.best_iou))
                 self.wait = int(state.get("wait", 0))
             else:
                 model = archs.build_model(o.arch, o.img_size, o.width)
@@ -433,9 +442,14 @@ class Trainer:
         row["val_iou"] = float(np.mean(ious))
         self.history.append(row)
         improved = row["val_iou"] > self.best_iou
+        # keep="last": the end of the schedule, not a pick among epochs by validation scores, for a
+        # fine-tuning phase whose low final learning rate settles the weights (and whose data sets
+        # trade places from epoch to epoch, so the best mean can sit at an arbitrary epoch).
+        if improved or o.keep == "last":
+            self.kept_epoch, self.kept_iou = epoch + 1, row["val_iou"]
+            _save_keras_atomic(inference_copy(self.model, o), self.out / MODEL_FILE)
         if improved:
             self.best_iou, self.best_epoch, self.wait = row["val_iou"], epoch + 1, 0
-            _save_keras_atomic(inference_copy(self.model, o), self.out / MODEL_FILE)
         else:
             self.wait += 1
             if self.wait >= o.patience:
@@ -476,6 +490,7 @@ class Trainer:
         old = _read_state(self.out)
         state = {"epoch": epoch, "checkpoint": name if not finished else (old or {}).get("checkpoint", name),
                  "best_val_iou": self.best_iou, "best_epoch": self.best_epoch, "wait": self.wait,
+                 "kept_epoch": self.kept_epoch, "kept_val_iou": self.kept_iou,
                  "finished": finished, "stopped_early": self.should_stop, "history": self.history}
         # The state file names the checkpoint it belongs to and is written after it: a kill between
         # the two leaves the previous, consistent pair.
@@ -489,7 +504,8 @@ class Trainer:
     def _result(self, stopped_early: bool) -> TrainResult:
         return TrainResult(out=self.out, model_path=self.out / MODEL_FILE,
                            epochs_run=len(self.history), best_epoch=self.best_epoch,
-                           best_val_iou=self.best_iou, history=self.history, params=self.params,
+                           best_val_iou=self.best_iou, kept_epoch=self.kept_epoch,
+                           kept_val_iou=self.kept_iou, history=self.history, params=self.params,
                            macs=self.macs, stopped_early=stopped_early,
                            images_per_second=float(np.median(self.images_per_second))
                            if self.images_per_second else 0.0)

@@ -66,6 +66,9 @@ def train(
     augment: Annotated[str, typer.Option(
         help="Augmentation strength: full (photos in the wild) | light (a last fine-tuning phase) | none.")
     ] = "full",
+    keep: Annotated[str, typer.Option(
+        help="Which epoch OUT/model.keras holds: best (mean validation IoU over the data sets) | last.")
+    ] = "best",
     list_archs: Annotated[bool, typer.Option(
         "--list-archs", help="List architectures with parameters and MACs at --img-size, then exit.")] = False,
 ) -> None:
@@ -83,13 +86,16 @@ def train(
         data=tuple(str(d) for d in data), out=str(out), arch=arch, img_size=img_size, width=width,
         epochs=epochs, batch=batch, limit=limit, lr=lr, patience=patience, seed=seed,
         data_weights=_parse_weights(data_weights), strategy=strategy, mixed_precision=mixed_precision,
-        steps_per_epoch=steps_per_epoch, init_from=_resolve_init(init_from), augment=augment)
+        steps_per_epoch=steps_per_epoch, init_from=_resolve_init(init_from), augment=augment,
+        keep=keep)
     with _TrainProgress() as progress:
         result = run_training(options, resume=resume, progress=progress)
     console.print(
         f"[bold]done[/]: {result.epochs_run} epochs, best val IoU {result.best_val_iou:.4f} at epoch "
         f"{result.best_epoch}, {result.images_per_second:.1f} images/s"
         + (" (stopped early)" if result.stopped_early else ""))
+    if result.kept_epoch != result.best_epoch:
+        console.print(f"model.keras holds the last epoch, {result.kept_epoch} (val IoU {result.kept_val_iou:.4f})")
     console.print(f"model: {result.model_path}")
     console.print(f"next: hairseg-edge export {result.model_path} --int8 --data {data[0]}")
 
