@@ -137,6 +137,10 @@ def letterbox_image(rgb: np.ndarray, size: int) -> tuple[np.ndarray, Letterbox]:
     """An RGB uint8 image (any size) -> the ``size x size x 3`` uint8 model input and its geometry."""
     rgb = as_rgb_uint8(rgb)
     box = letterbox_geometry(rgb.shape[0], rgb.shape[1], size)
+    if box.new_w == size and box.new_h == size and rgb.shape[:2] != (size, size):
+        # A square frame fills the input: no padding, so no canvas to fill and copy into (a camera
+        # loop at 256x256 -> 224 saves both on every frame).
+        return resize_image(rgb, size, size), box
     canvas = np.full((size, size, 3), PAD_VALUE, dtype=np.uint8)
     inside = (slice(box.top, box.top + box.new_h), slice(box.left, box.left + box.new_w))
     canvas[inside] = resize_image(rgb, box.new_w, box.new_h)  # returns rgb itself when already at size

@@ -73,6 +73,19 @@ def test_letterbox_of_an_image_already_at_size_is_unchanged():
     canvas, box = letterbox_image(rgb, 64)
     assert np.array_equal(canvas, rgb)
     assert (box.top, box.left) == (0, 0)
+    canvas[:] = 0  # the model input is the caller's to keep: never the image it was given
+    assert rgb.any()
+
+
+def test_letterbox_of_a_square_image_is_the_plain_resize():
+    """A square frame fills the input (no padding): the fast path gives exactly the canvas path's pixels."""
+    from hairseg_edge.contract import resize_image
+
+    rgb = np.random.default_rng(1).integers(0, 256, (256, 256, 3), dtype=np.uint8)
+    canvas, box = letterbox_image(rgb, 224)
+    assert (box.top, box.left, box.new_h, box.new_w) == (0, 0, 224, 224)
+    assert canvas.shape == (224, 224, 3) and canvas.flags.c_contiguous
+    assert np.array_equal(canvas, resize_image(rgb, 224, 224))
 
 
 @pytest.mark.parametrize(("src", "dst"), [((720, 1280), (108, 192)), ((1080, 1920), (126, 224)),
