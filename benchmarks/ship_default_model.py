@@ -406,7 +406,7 @@ About {card['pi5_estimate_ms'][0]}-{card['pi5_estimate_ms'][1]} ms per frame for
 
 ## Limits
 - Small heads: trained mostly on faces that fill the frame. With CelebAMask-HQ faces shrunk to 0.6x and
-  0.4x of the frame, int8 IoU falls to about 0.71 and 0.52 (`benchmarks/results/scale_robustness.md`),
+  0.4x of the frame, int8 IoU falls to about 0.70 and 0.49 (`benchmarks/results/scale_robustness.md`),
   and skin next to hair of a similar colour can be marked as hair. Crop to the person first.
 - Hats count as not-hair (CelebAMask-HQ labels hair under a hat as hat).
 - Letterboxed input: tall and wide photos keep their shape.
