@@ -47,9 +47,10 @@ class AugmentOptions:
 #: Named augmentation strengths for ``hairseg-edge train --augment``. ``full`` is for training from
 #: scratch or from another model: photos in the wild at any zoom, angle and exposure. ``light`` keeps
 #: every kind of transform but at about half the strength, for a last fine-tuning phase that settles
-#: the weights nearer the unaugmented photos the model will see (strong augmentation to the very end
-#: leaves a small net fitting distortions rather than the photos; cf. YOLOX switching mosaic off for
-#: its final epochs). ``none`` is for debugging and for measuring what augmentation is worth.
+#: the weights nearer the unaugmented photos the model will see (cf. YOLOX switching mosaic off for its
+#: final epochs). Measured once here (benchmarks/README, v6 -> v7): +0.3-0.4 point IoU on aligned faces
+#: and Figaro-1k, -1 to -2.5 points on heads shrunk to 0.6x-0.4x, since its zoom range is narrower.
+#: ``none`` is for debugging and for measuring what augmentation is worth.
 AUGMENT_PRESETS: dict[str, AugmentOptions | None] = {
     "full": AugmentOptions(),
     "light": AugmentOptions(scale=(0.85, 1.18), max_rotation_deg=8.0, max_translate=0.06,
