@@ -277,10 +277,9 @@ def training_stages(run: Path) -> list[dict]:
     while True:
         options = json.loads((run / "train_options.json").read_text())
         history = json.loads((run / "history.json").read_text())
-        state_file = run / "state.json"
-        state = json.loads(state_file.read_text()) if state_file.is_file() else {}
-        # The epoch model.keras holds (--keep); runs from before --keep kept the best mean val IoU.
-        kept = state.get("kept_epoch") or max(history, key=lambda r: r["val_iou"])["epoch"]
+        # The epoch model.keras holds (--keep; runs from before it kept the best mean val IoU).
+        last = options.get("keep") == "last"
+        kept = (history[-1] if last else max(history, key=lambda r: r["val_iou"]))["epoch"]
         stages.append({"run": run.name, "command": train_command(options, run.name), "seed": options["seed"],
                        "img_size": options["img_size"], "epochs_run": len(history),
                        "best_epoch": kept, "keep": options.get("keep", "best"),
@@ -343,7 +342,7 @@ def _stages_text(tr: dict) -> str:
     parts = [f"{'then ' if k else ''}{st['epochs_run']} epochs at {st['img_size']} px"
              + (" from random weights" if k == 0 and len(stages) > 1 else "")
              + (" starting from the previous run's model" if k else "")
-             + (f" with {st['augment']} augmentation" if st.get("augment", "full") != "full" else "")
+             + (f" with {st['augment']} augmentation" if st["augment"] != "full" else "")
              + f" (seed {st['seed']}, "
              + (f"kept the last epoch, {st['best_epoch']})" if st.get("keep") == "last"
                 else f"best epoch {st['best_epoch']})")

@@ -344,8 +344,6 @@ class Trainer:
         self.history: list[dict[str, float]] = []
         self.best_iou = -1.0
         self.best_epoch = -1
-        self.kept_epoch = -1
-        self.kept_iou = -1.0
         self.wait = 0
         self.should_stop = False
         self.epoch_started = 0.0
@@ -386,8 +384,6 @@ class Trainer:
                 self.history = state.get("history", [])
                 self.best_iou = float(state.get("best_val_iou", -1.0))
                 self.best_epoch = int(state.get("best_epoch", -1))
-                self.kept_epoch = int(state.get("kept_epoch", self.best_epoch))
-                self.kept_iou = float(state.get("kept_val_iou", self.best_iou))
                 self.wait = int(state.get("wait", 0))
             else:
                 model = archs.build_model(o.arch, o.img_size, o.width)
@@ -446,7 +442,6 @@ class Trainer:
         # fine-tuning phase whose low final learning rate settles the weights (and whose data sets
         # trade places from epoch to epoch, so the best mean can sit at an arbitrary epoch).
         if improved or o.keep == "last":
-            self.kept_epoch, self.kept_iou = epoch + 1, row["val_iou"]
             _save_keras_atomic(inference_copy(self.model, o), self.out / MODEL_FILE)
         if improved:
             self.best_iou, self.best_epoch, self.wait = row["val_iou"], epoch + 1, 0
@@ -488,9 +483,10 @@ class Trainer:
         if not finished:
             _save_keras_atomic(self.model, self.out / name)
         old = _read_state(self.out)
+        kept_epoch, kept_iou = self._kept()
         state = {"epoch": epoch, "checkpoint": name if not finished else (old or {}).get("checkpoint", name),
                  "best_val_iou": self.best_iou, "best_epoch": self.best_epoch, "wait": self.wait,
-                 "kept_epoch": self.kept_epoch, "kept_val_iou": self.kept_iou,
+                 "kept_epoch": kept_epoch, "kept_val_iou": kept_iou,
                  "finished": finished, "stopped_early": self.should_stop, "history": self.history}
         # The state file names the checkpoint it belongs to and is written after it: a kill between
         # the two leaves the previous, consistent pair.
@@ -501,11 +497,18 @@ class Trainer:
         if self.history:
             plot_history(self.history, self.out / "training_curve.png")
 
+    def _kept(self) -> tuple[int, float]:
+        """The epoch ``model.keras`` holds and its mean validation IoU (follows from ``keep``)."""
+        if self.options.keep == "last" and self.history:
+            return int(self.history[-1]["epoch"]), float(self.history[-1]["val_iou"])
+        return self.best_epoch, self.best_iou
+
     def _result(self, stopped_early: bool) -> TrainResult:
+        kept_epoch, kept_iou = self._kept()
         return TrainResult(out=self.out, model_path=self.out / MODEL_FILE,
                            epochs_run=len(self.history), best_epoch=self.best_epoch,
-                           best_val_iou=self.best_iou, kept_epoch=self.kept_epoch,
-                           kept_val_iou=self.kept_iou, history=self.history, params=self.params,
+                           best_val_iou=self.best_iou, kept_epoch=kept_epoch,
+                           kept_val_iou=kept_iou, history=self.history, params=self.params,
                            macs=self.macs, stopped_early=stopped_early,
                            images_per_second=float(np.median(self.images_per_second))
                            if self.images_per_second else 0.0)
