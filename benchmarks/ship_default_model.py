@@ -267,6 +267,7 @@ def train_command(options: dict, run_name: str) -> str:
             # Older runs' options have no "augment": they trained with the default (full).
             + (f" --augment {options['augment']}" if options.get("augment", "full") != "full" else "")
             + (f" --keep {options['keep']}" if options.get("keep", "best") != "best" else "")
+            + (f" --average-last {options['average_last']}" if options.get("average_last") else "")
             + f" --out runs/{run_name}")
 
 
@@ -278,11 +279,14 @@ def training_stages(run: Path) -> list[dict]:
         options = json.loads((run / "train_options.json").read_text())
         history = json.loads((run / "history.json").read_text())
         # The epoch model.keras holds (--keep; runs from before it kept the best mean val IoU).
-        last = options.get("keep") == "last"
+        last = options.get("keep") == "last" or bool(options.get("average_last"))
         kept = (history[-1] if last else max(history, key=lambda r: r["val_iou"]))["epoch"]
+        # --average-last N: model.keras averages the epochs from the window's start to the last run.
+        averaged = ([options["epochs"] - options["average_last"] + 1, kept] if options.get("average_last")
+                    else None)
         stages.append({"run": run.name, "command": train_command(options, run.name), "seed": options["seed"],
                        "img_size": options["img_size"], "epochs_run": len(history),
-                       "best_epoch": kept, "keep": options.get("keep", "best"),
+                       "best_epoch": kept, "averaged_epochs": averaged, "keep": options.get("keep", "best"),
                        "data_weights": options.get("data_weights"),
                        "augment": options.get("augment", "full")})
         init = options.get("init_from")
@@ -344,11 +348,17 @@ def _stages_text(tr: dict) -> str:
              + (" starting from the previous run's model" if k else "")
              + (f" with {st['augment']} augmentation" if st["augment"] != "full" else "")
              + f" (seed {st['seed']}, "
-             + (f"kept the last epoch, {st['best_epoch']})" if st.get("keep") == "last"
+             + (f"kept the average of the weights of epochs {st['averaged_epochs'][0]}-"
+                f"{st['averaged_epochs'][1]})" if st.get("averaged_epochs")
+                else f"kept the last epoch, {st['best_epoch']})" if st.get("keep") == "last"
                 else f"best epoch {st['best_epoch']})")
              for k, st in enumerate(stages)]
+    averaging = any(st.get("averaged_epochs") for st in stages)
     return ("Training: " + ", ".join(parts) + ". A stage's best epoch is the one with the best mean "
-            "validation IoU over the three data sets.")
+            "validation IoU over the three data sets."
+            + (" An averaged stage (`--average-last`) held its learning rate over those epochs and keeps "
+               "the mean of their weights, BatchNorm statistics re-measured on training batches "
+               "(stochastic weight averaging)." if averaging else ""))
 
 
 def render_card(card: dict) -> str:

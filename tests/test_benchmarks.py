@@ -261,6 +261,15 @@ def test_ship_records_every_training_stage_of_a_fine_tuned_model(tmp_path):
     assert "model with light augmentation (seed" in text and text.count("augmentation") == 1
     assert "(seed 1234, best epoch 2)" in text and "(seed 1234, kept the last epoch, 2)" in text
 
+    # A run that averaged its last epochs (--average-last) says so, with the epochs, and its command too.
+    (second / "train_options.json").write_text(json.dumps({**json.loads(
+        (second / "train_options.json").read_text()), "keep": "best", "average_last": 2}))
+    averaged = ship.training_stages(second)[1]
+    assert averaged["averaged_epochs"] == [1, 2] and averaged["best_epoch"] == 2
+    assert "--average-last 2 --out runs/second" in averaged["command"] and "--keep" not in averaged["command"]
+    text = ship._stages_text({"stages": [stages[0], averaged]})
+    assert "(seed 1234, kept the average of the weights of epochs 1-2)" in text
+
     (first / "train_options.json").unlink()  # the parent run is gone: refuse to write a card that lies
     with pytest.raises(SystemExit, match="no run folder"):
         ship.training_stages(second)

@@ -217,6 +217,91 @@ def test_keep_last_holds_the_final_epoch_whatever_its_score(tiny_data, tmp_path)
         np.testing.assert_array_equal(a, b)
 
 
+def test_cosine_schedule_holds_its_rate_over_the_averaging_window():
+    from hairseg_edge.training.train import cosine_lr
+
+    plain = [cosine_lr(1.0, e, 10) for e in range(10)]
+    held = [cosine_lr(1.0, e, 10, hold_last=4) for e in range(10)]
+    assert held[:7] == plain[:7]  # the schedule is untouched before the window
+    assert held[6:] == [plain[6]] * 4  # then keeps the rate it had reached
+    assert plain[9] < 0.1 < held[9]
+
+
+def test_recompute_batchnorm_sets_the_mean_of_the_batch_statistics():
+    from hairseg_edge.training.keras_compat import keras
+    from hairseg_edge.training.train import recompute_batchnorm
+
+    inp = keras.Input((4, 4, 2))
+    model = keras.Model(inp, keras.layers.BatchNormalization(momentum=0.99)(inp))
+    rng = np.random.default_rng(0)
+    batches = [rng.normal(loc, 1.0, (3, 4, 4, 2)).astype(np.float32) for loc in (0.0, 5.0, -1.0)]
+    assert recompute_batchnorm(model, batches) == 3
+    norm = model.layers[-1]
+    expected = np.mean([b.mean(axis=(0, 1, 2)) for b in batches], axis=0)
+    np.testing.assert_allclose(norm.moving_mean.numpy(), expected, rtol=1e-5, atol=1e-5)
+    assert norm.momentum == 0.99  # restored for any later training
+
+
+def _snapshot_epochs(trainer, snapshots, stop_after: int | None = None):
+    """A progress callback that keeps each epoch's trainable weights (and can interrupt the run)."""
+    def progress(event, info):
+        if event == "epoch":
+            snapshots[info["epoch"]] = [w.numpy().copy() for w in trainer.model.trainable_weights]
+            if info["epoch"] == stop_after:
+                raise KeyboardInterrupt
+    return progress
+
+
+def test_average_last_ships_the_mean_of_the_window_also_across_a_resume(tiny_data, tmp_path):
+    """--average-last 2 of 3 epochs: model.keras's trainable weights are the mean of epochs 2 and 3,
+    also when the run is killed after epoch 2 and resumed; BatchNorm statistics are re-measured and
+    the average is validated and recorded."""
+    from hairseg_edge.training.keras_compat import keras
+    from hairseg_edge.training.train import Trainer, TrainOptions
+
+    options = TrainOptions(data=(str(tiny_data),), out=str(tmp_path / "run"), arch="fused_unet",
+                           img_size=32, width=0.25, epochs=3, batch=4, average_last=2, patience=10)
+    snapshots: dict[int, list[np.ndarray]] = {}
+    first = Trainer(options)
+    first.progress = _snapshot_epochs(first, snapshots, stop_after=2)
+    with pytest.raises(KeyboardInterrupt):
+        first.run()
+    state = json.loads((tmp_path / "run" / "state.json").read_text())
+    assert state["average_count"] == 1 and (tmp_path / "run" / state["average_file"]).is_file()
+
+    second = Trainer(options, resume=True)
+    second.progress = _snapshot_epochs(second, snapshots)
+    result = second.run()
+    assert sorted(snapshots) == [1, 2, 3]
+    assert result.averaged["first_epoch"] == 2 and result.averaged["last_epoch"] == 3
+    assert 0.0 <= result.averaged["val_iou"] <= 1.0 and result.kept_val_iou == result.averaged["val_iou"]
+
+    kept = keras.models.load_model(tmp_path / "run" / "model.keras", safe_mode=True, compile=False)
+    for got, w2, w3 in zip(kept.trainable_weights, snapshots[2], snapshots[3]):
+        np.testing.assert_allclose(got.numpy(), (w2 + w3) / 2, rtol=1e-5, atol=1e-6)
+    last = keras.models.load_model(tmp_path / "run" / "checkpoint-epoch-0003.keras", safe_mode=True,
+                                   compile=False)
+    moving = [(a.numpy(), b.numpy()) for a, b in zip(kept.non_trainable_weights, last.non_trainable_weights)]
+    assert moving and any(not np.allclose(a, b) for a, b in moving)  # re-measured, not copied
+    saved = json.loads((tmp_path / "run" / "state.json").read_text())
+    assert saved["averaged"] == result.averaged and saved["kept_epoch"] == 3
+
+    # Moving the window under a resumed run would average epochs of two schedules: refused.
+    from hairseg_edge.errors import InputError
+
+    before = (tmp_path / "run" / "train_options.json").read_text()
+    moved = TrainOptions(**{**options.to_dict(), "data": tuple(options.data), "epochs": 4})
+    with pytest.raises(InputError, match="averaging window, which began at epoch 2"):
+        Trainer(moved, resume=True).run()
+    assert (tmp_path / "run" / "train_options.json").read_text() == before  # nothing rewritten
+
+
+def test_average_last_out_of_range_is_one_line(tiny_data, tmp_path):
+    result = CliRunner().invoke(app, _train_args(tiny_data, tmp_path / "run", 2, ["--average-last", "3"]))
+    assert result.exit_code == 2
+    assert "--average-last must be in [0, --epochs], got 3" in result.output
+
+
 def test_resume_continues_to_the_total_epochs(tiny_data, tmp_path):
     out = tmp_path / "run"
     assert CliRunner().invoke(app, _train_args(tiny_data, out, 1)).exit_code == 0

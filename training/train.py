@@ -2,8 +2,10 @@
 
 What a run folder holds (all written atomically, so a run killed at any moment can ``--resume``):
 
-* ``model.keras``: the best model so far by validation IoU (inference-ready, no optimizer state),
+* ``model.keras``: the kept model (inference-ready, no optimizer state): the best so far by validation
+  IoU, the last epoch (``keep="last"``) or, at the end, the average of the last epochs (``average_last``),
 * ``checkpoint-epoch-NNNN.keras``: the last epoch's full state (weights + optimizer) for ``--resume``,
+* ``average-epoch-NNNN.npz``: with ``average_last``, the running mean of the averaged epochs' weights,
 * ``state.json``: which checkpoint is current, the epoch reached, early-stopping counters, history,
 * ``history.csv`` / ``history.json`` / ``training_curve.png``: per-epoch losses and validation metrics,
 * ``train_options.json``: the exact options, so the run can be reproduced.
@@ -41,6 +43,7 @@ from .pipeline import (AUGMENT_PRESETS, AugmentOptions, forget_input_errors, mak
 
 STATE_FILE = "state.json"
 MODEL_FILE = "model.keras"
+BATCHNORM_BATCHES = 100  # batches that re-measure BatchNorm statistics for averaged weights
 
 
 @dataclass(frozen=True)
@@ -66,6 +69,7 @@ class TrainOptions:
     init_from: str | None = None  # a .keras model of the same arch and width to start from (fine-tuning)
     augment: str = "full"  # a name in pipeline.AUGMENT_PRESETS: full | light | none
     keep: str = "best"  # which epoch model.keras holds: best (mean validation IoU) | last
+    average_last: int = 0  # > 0: model.keras is the average of the last N epochs' weights (SWA)
 
     def __post_init__(self) -> None:
         if not self.data:
@@ -92,6 +96,8 @@ class TrainOptions:
             raise InputError(f"unknown --mixed-precision {self.mixed_precision!r}")
         if self.keep not in ("best", "last"):
             raise InputError(f"unknown --keep {self.keep!r}; choose best or last")
+        if not 0 <= self.average_last <= self.epochs:
+            raise InputError(f"--average-last must be in [0, --epochs], got {self.average_last}")
         if self.augment not in AUGMENT_PRESETS:
             raise InputError(f"unknown --augment {self.augment!r}; choose from {', '.join(AUGMENT_PRESETS)}")
         if self.init_from is not None and not Path(self.init_from).is_file():
@@ -123,6 +129,7 @@ class TrainResult:
     best_val_iou: float
     kept_epoch: int = -1  # the epoch model.keras holds: best_epoch, or the last with keep="last"
     kept_val_iou: float = -1.0
+    averaged: dict[str, Any] | None = None  # with average_last: the epochs averaged and their scores
     history: list[dict[str, float]] = field(default_factory=list)
     params: int = 0
     macs: int = 0
@@ -196,16 +203,43 @@ def _save_keras_atomic(model: keras.Model, path: Path) -> None:
         model.save(tmp)
 
 
-def inference_copy(model: keras.Model, options: TrainOptions) -> keras.Model:
-    """The trained weights in a fresh float32, uncompiled model: what export and users load."""
+def inference_copy(model: keras.Model, options: TrainOptions,
+                   weights: Sequence[np.ndarray] | None = None) -> keras.Model:
+    """The trained weights (or ``weights``) in a fresh float32, uncompiled model: what export and users
+    load."""
     policy = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy("float32")
     try:
         clean = archs.build_model(options.arch, options.img_size, options.width)
     finally:
         keras.mixed_precision.set_global_policy(policy)
-    clean.set_weights(model.get_weights())
+    clean.set_weights(model.get_weights() if weights is None else list(weights))
     return clean
+
+
+def recompute_batchnorm(model: keras.Model, batches: Any) -> int:
+    """Set every BatchNorm layer's moving mean and variance to the plain average of its batch
+    statistics over ``batches`` (an iterable of image batches); returns the number of batches.
+
+    Averaged weights need this: the moving statistics of the averaged epochs describe the activations
+    of those epochs' weights, not of their average (Izmailov et al. 2018, "Averaging Weights Leads to
+    Wider Optima"). A momentum of (n-1)/n at the n-th batch makes the moving average a running mean.
+    """
+    norms = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    if not norms:
+        return 0
+    saved = [layer.momentum for layer in norms]
+    n = 0
+    try:
+        for images in batches:
+            n += 1
+            for layer in norms:
+                layer.momentum = (n - 1) / n
+            model(images, training=True)  # eager: each call reads the momentum just set
+    finally:
+        for layer, momentum in zip(norms, saved):
+            layer.momentum = momentum
+    return n
 
 
 def _write_history(out: Path, history: list[dict[str, float]]) -> None:
@@ -299,8 +333,12 @@ def _load_checkpoint(path: Path) -> keras.Model:
 
 
 # --- the loop --------------------------------------------------------------------------------------------
-def cosine_lr(base: float, epoch: int, epochs: int, warmup: int = 1) -> float:
-    """Learning rate for an epoch: linear warm-up, then cosine decay to 2% of base."""
+def cosine_lr(base: float, epoch: int, epochs: int, warmup: int = 1, hold_last: int = 0) -> float:
+    """Learning rate for an epoch: linear warm-up, then cosine decay to 2% of base. With ``hold_last``
+    the last epochs keep the rate the schedule had reached when they began (the constant rate of
+    stochastic weight averaging, whose epochs should explore, not settle)."""
+    if hold_last > 0:
+        epoch = min(epoch, epochs - hold_last)
     if epoch < warmup:
         return base * (epoch + 1) / (warmup + 1)
     t = (epoch - warmup) / max(1, epochs - warmup)
@@ -315,8 +353,7 @@ class _EpochEnd(keras.callbacks.Callback):
         self.t = trainer
 
     def on_epoch_begin(self, epoch, logs=None):
-        lr = cosine_lr(self.t.options.lr, epoch, self.t.options.epochs)
-        self.model.optimizer.learning_rate.assign(lr)
+        self.model.optimizer.learning_rate.assign(self.t.lr_for(epoch))
         self.t.epoch_started = time.perf_counter()
 
     def on_epoch_end(self, epoch, logs=None):
@@ -348,6 +385,21 @@ class Trainer:
         self.should_stop = False
         self.epoch_started = 0.0
         self.images_per_second: list[float] = []
+        # Stochastic weight averaging (average_last > 0): the running mean of the weights at the end
+        # of each epoch of the window, and how many epochs it holds.
+        self.average: list[np.ndarray] | None = None
+        self.average_count = 0
+        self.averaged: dict[str, Any] | None = None
+
+    def lr_for(self, epoch: int) -> float:
+        o = self.options
+        return cosine_lr(o.lr, epoch, o.epochs, hold_last=o.average_last)
+
+    @property
+    def average_start(self) -> int:
+        """The first epoch (0-based) of the averaging window; past the end when there is none."""
+        o = self.options
+        return o.epochs - o.average_last if o.average_last else o.epochs
 
     # Where the work happens -------------------------------------------------------------------------
     def run(self) -> TrainResult:
@@ -385,6 +437,7 @@ class Trainer:
                 self.best_iou = float(state.get("best_val_iou", -1.0))
                 self.best_epoch = int(state.get("best_epoch", -1))
                 self.wait = int(state.get("wait", 0))
+                self._load_average(state)
             else:
                 model = archs.build_model(o.arch, o.img_size, o.width)
                 if o.init_from:
@@ -395,7 +448,12 @@ class Trainer:
         self.params = int(model.count_params())
         self.macs = archs.count_macs(model)  # per image: only spatial sizes count, not the batch
 
+        self.val_sets = [make_dataset(v.samples, o.img_size, o.batch, training=False)
+                         for v in splits.val]
         if state is not None and (initial_epoch >= o.epochs or state.get("stopped_early")):
+            if self.average_count and not self.averaged:  # killed while finishing the average
+                self._finish_average(train_samples, weights)
+                self._save_state(initial_epoch - 1, finished=True)
             self.progress("already_done", {"epoch": initial_epoch})
             return self._result(stopped_early=bool(state.get("stopped_early")))
 
@@ -403,8 +461,6 @@ class Trainer:
         train_ds = make_dataset(train_samples, o.img_size, o.batch * replicas, training=True, seed=o.seed,
                                 augment_options=preset, augmented=preset is not None,
                                 repeat_weights=weights, initial_epoch=initial_epoch)
-        self.val_sets = [make_dataset(v.samples, o.img_size, o.batch, training=False)
-                         for v in splits.val]
         self.progress("start", {"epochs": o.epochs, "initial_epoch": initial_epoch, "steps": steps,
                                 "train_images": self.n_train, "replicas": replicas,
                                 "val_images": sum(len(v) for v in splits.val),
@@ -417,15 +473,43 @@ class Trainer:
         except Exception as exc:  # an unreadable file found mid-epoch: its one-line InputError
             reraise_input_error(exc)
             raise
+        if self.average_count:
+            self._finish_average(train_samples, weights)
         self._save_state(self.history[-1]["epoch"] - 1 if self.history else initial_epoch - 1,
                          finished=True)
         return self._result(stopped_early=self.should_stop)
+
+    def _finish_average(self, train_samples: Sequence[Any], weights: Sequence[int]) -> None:
+        """model.keras <- the averaged weights, BatchNorm statistics recomputed, validated like an epoch."""
+        o = self.options
+        model = inference_copy(self.model, o, self.average)
+        preset = AUGMENT_PRESETS[o.augment]
+        # The same stream as training (its augmentation too: the moving statistics were always
+        # measured on it), another seed; ~1,600 images pin a mean and a variance per channel.
+        stream = make_dataset(train_samples, o.img_size, o.batch, training=True, seed=o.seed + 1,
+                              augment_options=preset, augmented=preset is not None, repeat_weights=weights)
+        n_batches = min(self.steps, BATCHNORM_BATCHES)
+        self.progress("averaging", {"epochs": self.average_count, "batches": n_batches})
+        recompute_batchnorm(model, (images for images, _ in stream.take(n_batches)))
+        last = int(self.history[-1]["epoch"])
+        averaged: dict[str, Any] = {"first_epoch": last - self.average_count + 1, "last_epoch": last,
+                                    "epochs": self.average_count, "batchnorm_batches": n_batches}
+        ious = []
+        for name, ds in zip(self.splits.names, self.val_sets):
+            metrics = evaluate_keras(model, ds)
+            averaged[f"val_iou_{name}"] = metrics["iou"]
+            averaged[f"val_f1_{name}"] = metrics["f1"]
+            ious.append(metrics["iou"])
+        averaged["val_iou"] = float(np.mean(ious))
+        _save_keras_atomic(model, self.out / MODEL_FILE)
+        self.averaged = averaged
+        self.progress("averaged", averaged)
 
     def end_epoch(self, epoch: int, logs: dict[str, Any]) -> None:
         o = self.options
         seconds = time.perf_counter() - self.epoch_started
         row: dict[str, Any] = {"epoch": epoch + 1, "loss": float(logs.get("loss", math.nan)),
-                               "lr": float(cosine_lr(o.lr, epoch, o.epochs)), "seconds": round(seconds, 2),
+                               "lr": float(self.lr_for(epoch)), "seconds": round(seconds, 2),
                                "images_per_s": round(self.steps * self.global_batch / max(seconds, 1e-9), 2)}
         self.images_per_second.append(row["images_per_s"])
         ious = []
@@ -437,6 +521,14 @@ class Trainer:
         # Mean over data sets: each keeps its own split and none dominates by size.
         row["val_iou"] = float(np.mean(ious))
         self.history.append(row)
+        if epoch >= self.average_start:
+            current = self.model.get_weights()
+            if self.average is None or self.average_count == 0:
+                self.average = [np.array(w, dtype=np.float64) for w in current]
+            else:
+                for mean, w in zip(self.average, current):
+                    mean += (w - mean) / (self.average_count + 1)
+            self.average_count += 1
         improved = row["val_iou"] > self.best_iou
         # keep="last": the end of the schedule, not a pick among epochs by validation scores, for a
         # fine-tuning phase whose low final learning rate settles the weights (and whose data sets
@@ -473,6 +565,9 @@ class Trainer:
                     if saved.get(key) != getattr(o, key):
                         raise InputError(f"cannot resume with a different --{key.replace('_', '-')} "
                                          f"({saved.get(key)} in the run, {getattr(o, key)} now)", opts_path)
+            state = _read_state(self.out)
+            if state is not None:
+                self._average_window_moved(state)  # refuses before the options file is rewritten
         elif (self.out / STATE_FILE).exists() or (self.out / MODEL_FILE).exists():
             raise InputError("already holds a training run (use --resume to continue it, or another --out)",
                              self.out)
@@ -484,21 +579,61 @@ class Trainer:
             _save_keras_atomic(self.model, self.out / name)
         old = _read_state(self.out)
         kept_epoch, kept_iou = self._kept()
+        average_file = (old or {}).get("average_file")
+        if self.average_count and not finished:
+            average_file = f"average-epoch-{epoch + 1:04d}.npz"
+            with atomic_path(self.out / average_file, force=True) as tmp:
+                with open(tmp, "wb") as fh:
+                    np.savez(fh, *self.average)
         state = {"epoch": epoch, "checkpoint": name if not finished else (old or {}).get("checkpoint", name),
                  "best_val_iou": self.best_iou, "best_epoch": self.best_epoch, "wait": self.wait,
                  "kept_epoch": kept_epoch, "kept_val_iou": kept_iou,
+                 "average_file": average_file, "average_count": self.average_count,
+                 "averaged": self.averaged,
                  "finished": finished, "stopped_early": self.should_stop, "history": self.history}
-        # The state file names the checkpoint it belongs to and is written after it: a kill between
-        # the two leaves the previous, consistent pair.
+        # The state file names the checkpoint (and running average) it belongs to and is written after
+        # them: a kill between the two leaves the previous, consistent set.
         write_text(self.out / STATE_FILE, json.dumps(state, indent=1), force=True)
-        if old and old.get("checkpoint") not in (None, state["checkpoint"]):
-            (self.out / old["checkpoint"]).unlink(missing_ok=True)
+        for key in ("checkpoint", "average_file"):
+            if old and old.get(key) not in (None, state[key]):
+                (self.out / old[key]).unlink(missing_ok=True)
         _write_history(self.out, self.history)
         if self.history:
             plot_history(self.history, self.out / "training_curve.png")
 
+    def _load_average(self, state: dict[str, Any]) -> None:
+        """On resume: the running average the state names (its epochs, so far, of the window)."""
+        count, name = int(state.get("average_count") or 0), state.get("average_file")
+        if not count or not name:
+            return
+        if self._average_window_moved(state):
+            return  # the new window lies wholly ahead (a longer run): a fresh average starts there
+        path = self.out / str(name)
+        try:
+            with np.load(path) as saved:
+                self.average = [saved[f"arr_{k}"] for k in range(len(saved.files))]
+        except (OSError, ValueError) as exc:
+            raise InputError(f"cannot resume: unreadable weight average ({_reason(exc)})", path) from None
+        self.average_count = count
+        self.averaged = state.get("averaged")
+
+    def _average_window_moved(self, state: dict[str, Any]) -> bool:
+        """Whether this run's averaging window starts after the saved average's epochs (True: drop
+        it); an InputError when it would mix epochs from before and after the change."""
+        count = int(state.get("average_count") or 0)
+        first = int(state["epoch"]) + 1 - count  # the 0-based epoch the saved average began with
+        if not count or first == self.average_start:
+            return False
+        if self.average_start > int(state["epoch"]):
+            return True
+        raise InputError(f"cannot resume: --epochs/--average-last move the averaging window, which began "
+                         f"at epoch {first + 1} in this run", self.out / STATE_FILE)
+
     def _kept(self) -> tuple[int, float]:
-        """The epoch ``model.keras`` holds and its mean validation IoU (follows from ``keep``)."""
+        """The epoch ``model.keras`` holds and its mean validation IoU (follows from ``keep``; with an
+        average, its last epoch and the average's own score)."""
+        if self.averaged:
+            return int(self.averaged["last_epoch"]), float(self.averaged["val_iou"])
         if self.options.keep == "last" and self.history:
             return int(self.history[-1]["epoch"]), float(self.history[-1]["val_iou"])
         return self.best_epoch, self.best_iou
@@ -508,7 +643,7 @@ class Trainer:
         return TrainResult(out=self.out, model_path=self.out / MODEL_FILE,
                            epochs_run=len(self.history), best_epoch=self.best_epoch,
                            best_val_iou=self.best_iou, kept_epoch=kept_epoch,
-                           kept_val_iou=kept_iou, history=self.history, params=self.params,
+                           kept_val_iou=kept_iou, averaged=self.averaged, history=self.history, params=self.params,
                            macs=self.macs, stopped_early=stopped_early,
                            images_per_second=float(np.median(self.images_per_second))
                            if self.images_per_second else 0.0)

@@ -69,6 +69,9 @@ def train(
     keep: Annotated[str, typer.Option(
         help="Which epoch OUT/model.keras holds: best (mean validation IoU over the data sets) | last.")
     ] = "best",
+    average_last: Annotated[int, typer.Option(
+        "--average-last", help="Stochastic weight averaging: hold the learning rate over the last N epochs "
+        "and make OUT/model.keras the average of their weights (BatchNorm re-measured). 0 = off.")] = 0,
     list_archs: Annotated[bool, typer.Option(
         "--list-archs", help="List architectures with parameters and MACs at --img-size, then exit.")] = False,
 ) -> None:
@@ -87,14 +90,18 @@ def train(
         epochs=epochs, batch=batch, limit=limit, lr=lr, patience=patience, seed=seed,
         data_weights=_parse_weights(data_weights), strategy=strategy, mixed_precision=mixed_precision,
         steps_per_epoch=steps_per_epoch, init_from=_resolve_init(init_from), augment=augment,
-        keep=keep)
+        keep=keep, average_last=average_last)
     with _TrainProgress() as progress:
         result = run_training(options, resume=resume, progress=progress)
     console.print(
         f"[bold]done[/]: {result.epochs_run} epochs, best val IoU {result.best_val_iou:.4f} at epoch "
         f"{result.best_epoch}, {result.images_per_second:.1f} images/s"
         + (" (stopped early)" if result.stopped_early else ""))
-    if result.kept_epoch != result.best_epoch:
+    if result.averaged:
+        a = result.averaged
+        console.print(f"model.keras holds the average of epochs {a['first_epoch']}-{a['last_epoch']} "
+                      f"(val IoU {a['val_iou']:.4f})")
+    elif result.kept_epoch != result.best_epoch:
         console.print(f"model.keras holds the last epoch, {result.kept_epoch} (val IoU {result.kept_val_iou:.4f})")
     console.print(f"model: {result.model_path}")
     console.print(f"next: hairseg-edge export {result.model_path} --int8 --data {data[0]}")
@@ -158,6 +165,13 @@ class _TrainProgress:
                 f"{info['images_per_s']:.1f} img/s" + ("  [green]best[/]" if info["improved"] else ""))
             p.update(self.epoch_task, completed=info["epoch"], info=f"best {info['best_val_iou']:.4f}")
             p.reset(self.step_task)
+        elif event == "averaging":
+            p.console.print(f"averaging the weights of {info['epochs']} epochs; re-measuring BatchNorm "
+                            f"statistics on {info['batches']} batches")
+        elif event == "averaged":
+            per_set = "  ".join(f"{k[8:]} {v:.4f}" for k, v in info.items() if k.startswith("val_iou_"))
+            p.console.print(f"average of epochs {info['first_epoch']}-{info['last_epoch']}: "
+                            f"val IoU {info['val_iou']:.4f} ({per_set})")
         elif event == "already_done":
             p.console.print(f"run already complete at epoch {info['epoch']}; nothing to do")
 
