@@ -230,6 +230,14 @@ def test_train_cost_at_toy_scale(tmp_path):
     assert "Memory vs data-set size" in (results / "train_cost.md").read_text()
 
 
+def test_ship_card_states_the_small_head_iou_it_measured():
+    ship = _load("ship_default_model")
+    text = ship._small_heads_text({"small_head_iou": {"0.4": 0.4942, "0.6": 0.6994}})
+    assert "shrunk to 0.6x and 0.4x of the frame, int8 IoU falls to 0.70 and 0.49" in text.replace("\n  ", " ")
+    assert text.startswith("- Small heads") and all(len(line) <= 106 for line in text.splitlines())
+    assert "IoU" not in ship._small_heads_text({})  # an older card: no figures rather than stale ones
+
+
 def test_ship_records_every_training_stage_of_a_fine_tuned_model(tmp_path):
     """A model fine-tuned with --init-from is reproducible only with the run it started from: the model
     card lists both commands, first to last."""
@@ -250,13 +258,13 @@ def test_ship_records_every_training_stage_of_a_fine_tuned_model(tmp_path):
 
     stages = ship.training_stages(second)
     assert [st["run"] for st in stages] == ["first", "second"]
-    assert [(st["img_size"], st["epochs_run"], st["best_epoch"]) for st in stages] == [(160, 3, 2), (192, 2, 2)]
+    assert [(st["img_size"], st["epochs_run"], st["kept_epoch"]) for st in stages] == [(160, 3, 2), (192, 2, 2)]
     assert "--init-from" not in stages[0]["command"]
     assert "--augment" not in stages[0]["command"]  # options from before --augment: the default
     assert "--img-size 192" in stages[1]["command"]
     assert ("--init-from runs/first/model.keras --augment light --keep last --out runs/second"
             in stages[1]["command"])
-    text = ship._stages_text({"stages": stages, "seed": 1234, "epochs_run": 2, "best_epoch": 1})
+    text = ship._stages_text({"stages": stages, "seed": 1234, "epochs_run": 2, "kept_epoch": 1})
     assert "3 epochs at 160 px from random weights" in text and "then 2 epochs at 192 px" in text
     assert "model with light augmentation (seed" in text and text.count("augmentation") == 1
     assert "(seed 1234, best epoch 2)" in text and "(seed 1234, kept the last epoch, 2)" in text
@@ -265,7 +273,7 @@ def test_ship_records_every_training_stage_of_a_fine_tuned_model(tmp_path):
     (second / "train_options.json").write_text(json.dumps({**json.loads(
         (second / "train_options.json").read_text()), "keep": "best", "average_last": 2}))
     averaged = ship.training_stages(second)[1]
-    assert averaged["averaged_epochs"] == [1, 2] and averaged["best_epoch"] == 2
+    assert averaged["averaged_epochs"] == [1, 2] and averaged["kept_epoch"] == 2
     assert "--average-last 2 --out runs/second" in averaged["command"] and "--keep" not in averaged["command"]
     text = ship._stages_text({"stages": [stages[0], averaged]})
     assert "(seed 1234, kept the average of the weights of epochs 1-2)" in text
