@@ -364,8 +364,8 @@ def _stages_text(tr: dict) -> str:
     return ("Training: " + ", ".join(parts) + ". A stage's best epoch is the one with the best mean "
             "validation IoU over the three data sets."
             + (" An averaged stage (`--average-last`) held its learning rate over those epochs and keeps "
-               "the mean of their weights, BatchNorm statistics re-measured on training batches "
-               "(stochastic weight averaging)." if averaging else ""))
+               "the mean of their weights, BatchNorm statistics included (stochastic weight averaging)."
+               if averaging else ""))
 
 
 def _small_heads_text(card: dict) -> str:

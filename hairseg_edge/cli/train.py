@@ -71,7 +71,7 @@ def train(
     ] = "best",
     average_last: Annotated[int, typer.Option(
         "--average-last", help="Stochastic weight averaging: hold the learning rate over the last N epochs "
-        "and make OUT/model.keras the average of their weights (BatchNorm re-measured). 0 = off.")] = 0,
+        "and make OUT/model.keras the average of their weights. 0 = off.")] = 0,
     list_archs: Annotated[bool, typer.Option(
         "--list-archs", help="List architectures with parameters and MACs at --img-size, then exit.")] = False,
 ) -> None:
@@ -165,9 +165,6 @@ class _TrainProgress:
                 f"{info['images_per_s']:.1f} img/s" + ("  [green]best[/]" if info["improved"] else ""))
             p.update(self.epoch_task, completed=info["epoch"], info=f"best {info['best_val_iou']:.4f}")
             p.reset(self.step_task)
-        elif event == "averaging":
-            p.console.print(f"averaging the weights of {info['epochs']} epochs; re-measuring BatchNorm "
-                            f"statistics on {info['batches']} batches")
         elif event == "averaged":
             per_set = "  ".join(f"{k[8:]} {v:.4f}" for k, v in info.items() if k.startswith("val_iou_"))
             p.console.print(f"average of epochs {info['first_epoch']}-{info['last_epoch']}: "
