@@ -322,6 +322,22 @@ def fmt(value: Any, spec: str = ".4f") -> str:
     return format(value, spec)
 
 
+def _annotate_apart(ax: Any, points: Sequence[dict[str, Any]]) -> None:
+    """Label each point beside it; a label that would cover an earlier one moves to the nearest free
+    line above or below (models of the same size and speed land on top of each other)."""
+    ax.autoscale_view()  # the limits the points will be drawn with (autoscaling is lazy)
+    to_pt = 72.0 / ax.figure.dpi
+    placed: list[tuple[float, float, float]] = []  # left, right, baseline of each label, in points
+    for p in sorted(points, key=lambda p: (-p["y"], p["x"])):
+        x, y = (v * to_pt for v in ax.transData.transform((p["x"], p["y"])))
+        left, right = x + 5, x + 5 + 4.2 * len(str(p["label"]))  # ~4.2 pt per character at size 7
+        for dy in (4.0, -6.0, 13.0, -15.0, 22.0, -24.0, 31.0, -33.0):
+            if not any(left < r and l < right and abs(y + dy - b) < 8 for l, r, b in placed):
+                break
+        placed.append((left, right, y + dy))
+        ax.annotate(p["label"], (p["x"], p["y"]), textcoords="offset points", xytext=(5, dy), fontsize=7)
+
+
 def scatter_with_front(points: Sequence[dict[str, Any]], path: Path, *, title: str, xlabel: str,
                        ylabel: str, force: bool = True) -> Path:
     """Accuracy (y) vs latency (x) scatter; each point ``{"label", "x", "y", "group"}``; the Pareto
@@ -340,8 +356,6 @@ def scatter_with_front(points: Sequence[dict[str, Any]], path: Path, *, title: s
         pts = [p for p in points if p["group"] == group and p["x"] is not None and p["y"] is not None]
         ax.scatter([p["x"] for p in pts], [p["y"] for p in pts], marker=markers[k % len(markers)], s=55,
                    label=group, zorder=3)
-        for p in pts:
-            ax.annotate(p["label"], (p["x"], p["y"]), textcoords="offset points", xytext=(5, 4), fontsize=7)
     front = pareto_front([(p["x"], p["y"]) for p in points])
     if front:
         fx = [points[i]["x"] for i in front]
@@ -349,6 +363,7 @@ def scatter_with_front(points: Sequence[dict[str, Any]], path: Path, *, title: s
         ax.step(fx, fy, where="post", color="black", lw=1, ls="--", label="Pareto front", zorder=2)
         ax.scatter(fx, fy, s=180, facecolors="none", edgecolors="black", lw=1.2, zorder=4)
     ax.set_xscale("log")
+    _annotate_apart(ax, [p for p in points if p["x"] is not None and p["y"] is not None])
     from matplotlib.ticker import FormatStrFormatter
 
     ax.xaxis.set_major_formatter(FormatStrFormatter("%g"))
