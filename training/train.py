@@ -465,17 +465,23 @@ class Trainer:
         model = inference_copy(self.model, o, self.average)
         last = int(self.history[-1]["epoch"])
         averaged: dict[str, Any] = {"first_epoch": last - self.average_count + 1, "last_epoch": last,
-                                    "epochs": self.average_count}
-        ious = []
-        for name, ds in zip(self.splits.names, self.val_sets):
-            metrics = evaluate_keras(model, ds)
-            averaged[f"val_iou_{name}"] = metrics["iou"]
-            averaged[f"val_f1_{name}"] = metrics["f1"]
-            ious.append(metrics["iou"])
-        averaged["val_iou"] = float(np.mean(ious))
+                                    "epochs": self.average_count, **self._validate(model)}
         _save_keras_atomic(model, self.out / MODEL_FILE)
         self.averaged = averaged
         self.progress("averaged", averaged)
+
+    def _validate(self, model: keras.Model) -> dict[str, float]:
+        """IoU and F1 of ``model`` on each data set's validation split, and ``val_iou``, their mean IoU."""
+        scores: dict[str, float] = {}
+        ious = []
+        for name, ds in zip(self.splits.names, self.val_sets):
+            metrics = evaluate_keras(model, ds)
+            scores[f"val_iou_{name}"] = metrics["iou"]
+            scores[f"val_f1_{name}"] = metrics["f1"]
+            ious.append(metrics["iou"])
+        # Mean over data sets: each keeps its own split and none dominates by size.
+        scores["val_iou"] = float(np.mean(ious))
+        return scores
 
     def end_epoch(self, epoch: int, logs: dict[str, Any]) -> None:
         o = self.options
@@ -484,18 +490,11 @@ class Trainer:
                                "lr": float(self.lr_for(epoch)), "seconds": round(seconds, 2),
                                "images_per_s": round(self.steps * self.global_batch / max(seconds, 1e-9), 2)}
         self.images_per_second.append(row["images_per_s"])
-        ious = []
-        for name, ds in zip(self.splits.names, self.val_sets):
-            metrics = evaluate_keras(self.model, ds)
-            row[f"val_iou_{name}"] = metrics["iou"]
-            row[f"val_f1_{name}"] = metrics["f1"]
-            ious.append(metrics["iou"])
-        # Mean over data sets: each keeps its own split and none dominates by size.
-        row["val_iou"] = float(np.mean(ious))
+        row.update(self._validate(self.model))
         self.history.append(row)
         if epoch >= self.average_start:
             current = self.model.get_weights()
-            if self.average is None or self.average_count == 0:
+            if self.average_count == 0:
                 self.average = [np.array(w, dtype=np.float64) for w in current]
             else:
                 for mean, w in zip(self.average, current):

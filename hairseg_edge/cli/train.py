@@ -130,6 +130,12 @@ def _print_archs(img_size: int) -> None:
     console.print(table)
 
 
+def _per_set(info: dict[str, Any]) -> str:
+    """``name IoU`` for each data set's validation score in an epoch's (or the average's) info."""
+    prefix = "val_iou_"
+    return "  ".join(f"{k[len(prefix):]} {v:.4f}" for k, v in info.items() if k.startswith(prefix))
+
+
 class _TrainProgress:
     """Rich progress: one bar for epochs, one for the steps of the current epoch, a line per epoch."""
 
@@ -159,16 +165,15 @@ class _TrainProgress:
         elif event == "batch" and self.step_task is not None:
             p.update(self.step_task, completed=info["step"], info=f"loss {info['loss']:.4f}")
         elif event == "epoch" and self.epoch_task is not None:
-            per_set = "  ".join(f"{k[8:]} {v:.4f}" for k, v in info.items() if k.startswith("val_iou_"))
             p.console.print(
-                f"epoch {info['epoch']}: loss {info['loss']:.4f}  val IoU {info['val_iou']:.4f} ({per_set})  "
+                f"epoch {info['epoch']}: loss {info['loss']:.4f}  val IoU {info['val_iou']:.4f} "
+                f"({_per_set(info)})  "
                 f"{info['images_per_s']:.1f} img/s" + ("  [green]best[/]" if info["improved"] else ""))
             p.update(self.epoch_task, completed=info["epoch"], info=f"best {info['best_val_iou']:.4f}")
             p.reset(self.step_task)
         elif event == "averaged":
-            per_set = "  ".join(f"{k[8:]} {v:.4f}" for k, v in info.items() if k.startswith("val_iou_"))
             p.console.print(f"average of epochs {info['first_epoch']}-{info['last_epoch']}: "
-                            f"val IoU {info['val_iou']:.4f} ({per_set})")
+                            f"val IoU {info['val_iou']:.4f} ({_per_set(info)})")
         elif event == "already_done":
             p.console.print(f"run already complete at epoch {info['epoch']}; nothing to do")
 
