@@ -641,9 +641,12 @@ class Outcome:
     passed: list[str] = field(default_factory=list)
     agreement_iou: float | None = None
     arm64_eval_iou: float | None = None
+    arm64_prepared: dict[str, str] | None = None  # prepared model input -> sha256
 
     def line(self) -> str:
         parts = [f"{step} ok" for step in self.passed]
+        if self.arm64_prepared is not None:
+            parts.append(f"{len(self.arm64_prepared)} model inputs bit-identical")
         if self.agreement_iou is not None:
             parts.append(f"agreement IoU {self.agreement_iou:.4f}")
         return "arm64: " + ", ".join(parts)
@@ -691,6 +694,7 @@ def check(opts: Options) -> Outcome:
             progress(f"arm64 root: {about.strip()}; {emulated}")
             inputs = host.inputs(opts, guest)
             guest_side(guest, wheel, inputs, opts, outcome)
+        host.compare_prepared(inputs, outcome.arm64_prepared)
         reference = host.reference_mask(inputs)
         outcome.agreement_iou = host.agreement(reference, inputs.guest_mask_on_host, opts.min_iou)
         host.compare_eval(inputs, outcome.arm64_eval_iou, max_gap=1.0 - opts.min_iou)
@@ -793,6 +797,18 @@ class HostSide:
             raise Failure(f"arm64 and x86 eval disagree: IoU {arm64_iou:.4f} vs {x86_iou:.4f} "
                           f"(allowed gap {max_gap:.4f})")
 
+    def compare_prepared(self, inputs: Inputs, arm64: dict[str, str] | None) -> None:
+        """The contract promises the same model input bytes on every CPU: check it on x86 vs arm64."""
+        if arm64 is None:
+            return
+        x86 = json.loads(self.python_snippet(PREPARED_DIGESTS, os.fspath(inputs.image_on_host),
+                                             what="x86 prepared-input digests"))
+        differ = sorted(name for name in x86.keys() | arm64.keys() if x86.get(name) != arm64.get(name))
+        if differ:
+            raise Failure(f"arm64 and x86 prepare different model inputs ({len(differ)} of {len(x86)}): "
+                          f"{', '.join(differ[:3])}{' ...' if len(differ) > 3 else ''}")
+        progress(f"prepared inputs: all {len(x86)} identical on arm64 and x86 (sha256)")
+
     def agreement(self, reference: Path, arm64_mask: Path, min_iou: float) -> float:
         for mask in (reference, arm64_mask):
             if not mask.is_file():
@@ -819,6 +835,32 @@ print(json.dumps({"iou": iou(b, a), "x86_hair": int(a.sum()), "arm64_hair": int(
 """
 
 #: Runs in the x86 venv: the project's synthetic data set (faces with hair, folder layout).
+#: Runs in both venvs: digests of the model inputs the contract prepares from the sample photo, at
+#: the sizes a device meets (shrink by one bilinear step, by halvings first, growth, letterbox). The
+#: variants are made with numpy only (tiling, cropping), so both sides start from the same bytes.
+PREPARED_DIGESTS = """
+import hashlib, json, sys
+import numpy as np
+from hairseg_edge.contract import letterbox_image
+from hairseg_edge.imageio import read_image
+rgb = read_image(sys.argv[1])
+h, w = rgb.shape[:2]
+variants = {
+    "photo": rgb,
+    "tiled-3x2": np.ascontiguousarray(np.tile(rgb, (2, 3, 1))),
+    "tall-crop": np.ascontiguousarray(rgb[:, : max(1, w // 3)]),
+    "small": np.ascontiguousarray(rgb[: max(1, h // 4), : max(1, w // 4)]),
+}
+digests = {}
+for name, image in variants.items():
+    for size in (160, 224, 256):
+        prepared, _ = letterbox_image(image, size)
+        digests[f"{name} {image.shape[1]}x{image.shape[0]} -> {size}"] = hashlib.sha256(
+            prepared.tobytes()).hexdigest()
+print(json.dumps(digests, sort_keys=True))
+"""
+
+
 MAKE_DATASET = """
 import sys
 from hairseg_edge.synth import make_dataset
@@ -884,6 +926,10 @@ def guest_side(guest: Guest, wheel: Path, inputs: Inputs, opts: Options, outcome
     progress(f"arm64: installed in {time.monotonic() - started:.0f} s, no TensorFlow; "
              f"{versions_of(listing, KEY_DISTS)}")
     outcome.passed.append("install")
+
+    progress("arm64: the contract's model inputs for the sample photo and variants of it")
+    outcome.arm64_prepared = json.loads(guest.run(["python", "-c", PREPARED_DIGESTS, inputs.image],
+                                                  what="arm64 prepared-input digests"))
 
     device = DeviceCommands("hairseg-edge", inputs.model)
     out_host = guest.work / "out"

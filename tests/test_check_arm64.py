@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -92,3 +93,32 @@ def test_the_cache_must_live_outside_the_clone(harness, capsys):
         harness.main(["--cache", str(REPO / "arm64-cache")])
     assert exit_info.value.code == 2
     assert "outside the clone" in capsys.readouterr().err
+
+
+def _digests(harness, image: Path) -> dict[str, str]:
+    out = subprocess.run([sys.executable, "-c", harness.PREPARED_DIGESTS, str(image)], check=True,
+                         capture_output=True, text=True).stdout
+    return json.loads(out)
+
+
+def test_prepared_input_digests_cover_every_resampling_path_and_are_repeatable(harness):
+    image = REPO / "examples" / "astronaut.png"
+    digests = _digests(harness, image)
+    # 4 variants x 3 sizes: one bilinear step, halvings first (the tiled photo), growth (the small
+    # crop) and a letterbox (the tall crop).
+    assert len(digests) == 12 and len(set(digests.values())) == 12
+    assert digests == _digests(harness, image)
+
+
+def test_a_differing_prepared_input_fails_the_check_naming_it(harness, tmp_path):
+    image = REPO / "examples" / "astronaut.png"
+    host = harness.HostSide(tmp_path, tmp_path / "logs")
+    digests = _digests(harness, image)
+    host.python_snippet = lambda code, *args, what: json.dumps(digests)  # the x86 venv's answer
+    inputs = harness.Inputs(image, "/img", tmp_path, "/data", None, None, tmp_path / "m.png")
+    host.compare_prepared(inputs, dict(digests))  # identical: passes
+    changed = dict(digests)
+    name = sorted(changed)[0]
+    changed[name] = "0" * 64
+    with pytest.raises(harness.Failure, match="prepare different model inputs \\(1 of 12\\): " + name):
+        host.compare_prepared(inputs, changed)

@@ -117,7 +117,22 @@ def test_resize_image_grows_bilinearly_and_keeps_an_exact_size():
     rgb = np.random.default_rng(4).integers(0, 256, (50, 40, 3), dtype=np.uint8)
     assert resize_image(rgb, 40, 50) is rgb
     grown = resize_image(rgb, 80, 100)
-    assert np.array_equal(grown, cv2.resize(rgb, (80, 100), interpolation=cv2.INTER_LINEAR))
+    assert np.array_equal(grown, cv2.resize(rgb, (80, 100), interpolation=cv2.INTER_LINEAR_EXACT))
+
+
+@pytest.mark.parametrize(("src", "dst"), [((256, 256), (224, 224)), ((720, 1280), (126, 224)),
+                                          ((100, 80), (224, 179))])
+def test_every_image_resampling_step_is_the_bit_exact_bilinear(src, dst):
+    # INTER_LINEAR gives different bytes on arm64 than on x86 (OpenCV's platform code); the
+    # contract must use the bit-exact mode for the halvings and the last step alike.
+    rgb = cv2.GaussianBlur(np.random.default_rng(5).integers(0, 256, (*src, 3), dtype=np.uint8),
+                           (0, 0), 1)
+    expected = rgb
+    while expected.shape[1] >= 2 * dst[1] and expected.shape[0] >= 2 * dst[0]:
+        expected = cv2.resize(expected, (expected.shape[1] // 2, expected.shape[0] // 2),
+                              interpolation=cv2.INTER_LINEAR_EXACT)
+    expected = cv2.resize(expected, (dst[1], dst[0]), interpolation=cv2.INTER_LINEAR_EXACT)
+    assert np.array_equal(resize_image(rgb, dst[1], dst[0]), expected)
 
 
 def test_letterbox_keeps_rgb_order_and_does_not_distort():
