@@ -10,7 +10,9 @@ Figures, as TFLite's ``benchmark_model`` reports them: file size, input shape an
 ``runs`` timed ones (p50/p90/p99/mean/std of ``invoke()``, FPS = 1000 / mean), and the worker's peak
 resident memory. ``end_to_end=True`` times the whole frame path instead: read (JPEG decode of a
 camera-sized frame, or ``read_image`` of ``--image``), prepare (letterbox / resize), infer (encode,
-invoke, decode) and post (back to the frame's size + threshold), with the mean of each stage.
+invoke, copy the outputs) and post (decode, back to the frame's size, threshold: what
+``Segmenter.segment`` does, so a quantized model's mask is made in integers), with the mean of each
+stage.
 
 Any valid .tflite can be timed on synthetic input; end-to-end mode needs a model an adapter can run.
 """
@@ -258,9 +260,9 @@ def measure(model: str | os.PathLike[str], threads: int, *, runs: int = 50, warm
             t1 = clock()
             model_image, context = seg.prepare(rgb)
             t2 = clock()
-            prob = seg.predict_input(model_image)
+            outputs = seg.infer(model_image)
             t3 = clock()
-            seg.postprocess(prob, context)
+            seg.finish(outputs, context).mask  # what segment() does: a mask-only caller's frame
             t4 = clock()
             if stage_sums is not None:
                 for name, dt in zip(_STAGES, (t1 - t0, t2 - t1, t3 - t2, t4 - t3)):

@@ -26,7 +26,10 @@ The contract (version 1):
   a camera frame with no arithmetic.
 * **Model output**: ``[1, S, S, 1]`` hair probability in [0, 1] (sigmoid already applied).
 * **Back to the image**: the padding is cropped away and the probability map resized bilinearly to
-  the original image size; ``mask = probability > THRESHOLD``.
+  the original image size; ``mask = probability > THRESHOLD``. A quantized (uint8/int8) output is
+  resized as its integers with the bit-exact bilinear, rounded to the nearest step, and the mask is
+  ``integer > quantized_threshold(...)``: the same test, with no full-size float map to make (a
+  camera loop that needs only the mask saves its memory traffic; ``hairseg_edge.runtime``).
 
 This module is numpy + OpenCV only: it must import on a device with no TensorFlow.
 """
@@ -180,6 +183,35 @@ def unletterbox(prob: np.ndarray, box: Letterbox) -> np.ndarray:
     full = cv2.resize(crop, (box.src_w, box.src_h), interpolation=cv2.INTER_LINEAR)
     # In place: a second full-size float32 array costs more than the clip itself (fresh pages).
     return np.clip(full, 0.0, 1.0, out=full)
+
+
+#: Integer dtypes whose maps :func:`unletterbox_integers` resizes (OpenCV's bit-exact bilinear takes both).
+INTEGER_MAP_DTYPES = (np.dtype(np.uint8), np.dtype(np.int8))
+
+
+def unletterbox_integers(values: np.ndarray, box: Letterbox) -> np.ndarray:
+    """A quantized model's ``size x size`` integer map -> integers of the same dtype at the image's size.
+
+    Bit-exact bilinear on the integers, rounded to the nearest step: the result differs from resizing
+    the dequantized map by at most half a quantization step (1/512 for a uint8 probability).
+    """
+    values = np.asarray(values)
+    while values.ndim > 2:
+        values = values[0] if values.shape[0] == 1 else values[..., 0]
+    if values.dtype not in INTEGER_MAP_DTYPES:
+        raise ValueError(f"expected a uint8 or int8 map, got {values.dtype}")
+    crop = values[box.top : box.top + box.new_h, box.left : box.left + box.new_w]
+    if crop.shape == (box.src_h, box.src_w):
+        return np.ascontiguousarray(crop)
+    return cv2.resize(crop, (box.src_w, box.src_h), interpolation=IMAGE_INTERPOLATION)
+
+
+def quantized_threshold(threshold: float, scale: float, zero_point: int) -> int:
+    """The integer ``q0`` with ``q > q0`` exactly when ``(q - zero_point) * scale > threshold``."""
+    if scale <= 0:
+        raise ValueError(f"quantization scale must be > 0, got {scale!r}")
+    # For integer q, q > c holds exactly when q > floor(c), whether or not c is itself an integer.
+    return int(np.floor(zero_point + threshold / scale))
 
 
 def binarize(prob: np.ndarray, threshold: float = THRESHOLD) -> np.ndarray:

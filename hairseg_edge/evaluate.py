@@ -185,9 +185,9 @@ class _Scorer:
         """``Segmenter.segment`` in its three public steps, so the model invoke alone is timed."""
         model_image, context = self.segmenter.prepare(rgb)
         started = time.perf_counter()
-        probability = self.segmenter.predict_input(model_image)
+        outputs = self.segmenter.infer(model_image)
         self.invoke_ms.append((time.perf_counter() - started) * 1000.0)
-        seg = self.segmenter.postprocess(probability, context)
+        seg = self.segmenter.finish(outputs, context)
         self.meter.update(seg.mask, target)
         return seg
 

@@ -244,12 +244,41 @@ def dequantize_output(values: np.ndarray, spec: TensorSpec) -> np.ndarray:
     return values
 
 
-@dataclass(frozen=True)
 class Segmentation:
-    """A hair probability map and its binary mask, both at the image's resolution."""
+    """A hair probability map and its binary mask, both at the image's resolution.
 
-    probability: np.ndarray  # H x W float32 in [0, 1]
-    mask: np.ndarray  # H x W bool, probability > threshold
+    ``mask`` is H x W bool (probability > threshold); ``probability`` H x W float32 in [0, 1]. For a
+    quantized model the map is kept as the model's integers (``integers``, resized as integers by
+    :func:`contract.unletterbox_integers`) and turned into float32 on the first read of
+    ``probability``: a camera loop that needs only the mask never makes the full-size float map,
+    whose memory traffic also slowed the next frame's inference (0.3 ms of a 2.4 ms frame at
+    256x256 on a 2-core x86; benchmarks/README).
+    """
+
+    __slots__ = ("mask", "integers", "_scale", "_zero_point", "_probability")
+
+    def __init__(self, probability: np.ndarray | None = None, mask: np.ndarray | None = None, *,
+                 integers: np.ndarray | None = None, scale: float = 1.0, zero_point: int = 0):
+        if mask is None or (probability is None) == (integers is None):
+            raise ValueError("a Segmentation needs a mask and either probability or integers")
+        self.mask = mask
+        self.integers = integers
+        self._scale = np.float32(scale)
+        self._zero_point = np.float32(zero_point)
+        self._probability = probability
+
+    @property
+    def probability(self) -> np.ndarray:
+        if self._probability is None:
+            real = self.integers.astype(np.float32)
+            real -= self._zero_point
+            real *= self._scale
+            self._probability = np.clip(real, 0.0, 1.0, out=real)
+        return self._probability
+
+    def __repr__(self) -> str:
+        h, w = self.mask.shape[:2]
+        return f"Segmentation({w}x{h}, hair {float(np.mean(self.mask)):.1%})"
 
 
 class Segmenter:
@@ -290,6 +319,12 @@ class Segmenter:
         self._interpreter = loaded.interpreter
         self._input = loaded.inputs[0]
         self._outputs = loaded.outputs
+        # Contract models whose map is quantized are finished in integers (see finish()).
+        out = loaded.outputs[0]
+        integer_map = (chosen.follows_contract and len(loaded.outputs) == 1 and out.quantized
+                       and not out.per_channel and np.dtype(out.dtype) in contract.INTEGER_MAP_DTYPES)
+        self._integer_threshold: int | None = (
+            contract.quantized_threshold(self.threshold, out.scale, out.zero_point) if integer_map else None)
 
     def _choose_adapter(self, name: str | None) -> Adapter:
         loaded = self._loaded
@@ -316,8 +351,8 @@ class Segmenter:
         """Any-size RGB uint8 -> (the ``H x W x 3`` uint8 model image, context for postprocess)."""
         return self._adapter.prepare(rgb, self.input_hw)
 
-    def predict_input(self, model_input: np.ndarray) -> np.ndarray:
-        """A prepared ``H x W x 3`` uint8 model image -> ``H x W`` float32 hair probability."""
+    def infer(self, model_input: np.ndarray) -> list[np.ndarray]:
+        """A prepared ``H x W x 3`` uint8 model image -> the model's raw outputs, in their own dtypes."""
         self._check_open()
         image = np.asarray(model_input)
         if image.shape[:2] != self.input_hw:
@@ -327,19 +362,38 @@ class Segmenter:
         tensor = quantize_input(values, self._input)[np.newaxis]
         self._interpreter.set_tensor(self._input.index, tensor)
         self._interpreter.invoke()
-        outputs = [dequantize_output(self._interpreter.get_tensor(spec.index), spec)
-                   for spec in self._outputs]
-        return np.asarray(self._adapter.decode(outputs), dtype=np.float32)
+        return [self._interpreter.get_tensor(spec.index) for spec in self._outputs]
+
+    def predict_input(self, model_input: np.ndarray) -> np.ndarray:
+        """A prepared ``H x W x 3`` uint8 model image -> ``H x W`` float32 hair probability."""
+        return self._decode(self.infer(model_input))
+
+    def _decode(self, outputs: Sequence[np.ndarray]) -> np.ndarray:
+        real = [dequantize_output(values, spec) for values, spec in zip(outputs, self._outputs)]
+        return np.asarray(self._adapter.decode(real), dtype=np.float32)
 
     def postprocess(self, prob: np.ndarray, context: Any) -> Segmentation:
         """Probability at the model's size -> :class:`Segmentation` at the image's size."""
         full = np.asarray(self._adapter.postprocess(prob, context), dtype=np.float32)
         return Segmentation(probability=full, mask=contract.binarize(full, self.threshold))
 
+    def finish(self, outputs: Sequence[np.ndarray], context: Any) -> Segmentation:
+        """Raw outputs (:meth:`infer`) -> :class:`Segmentation` at the image's size.
+
+        A contract model with a quantized map stays in integers (the mask is one comparison);
+        anything else is dequantized, decoded and resized as probabilities (:meth:`postprocess`).
+        """
+        if self._integer_threshold is None:
+            return self.postprocess(self._decode(outputs), context)
+        spec = self._outputs[0]
+        full = contract.unletterbox_integers(outputs[0], context)
+        return Segmentation(mask=full > self._integer_threshold, integers=full, scale=spec.scale,
+                            zero_point=spec.zero_point)
+
     def segment(self, rgb: np.ndarray) -> Segmentation:
         """Hair probability and mask for an RGB uint8 image of any size and aspect ratio."""
         model_image, context = self.prepare(rgb)
-        return self.postprocess(self.predict_input(model_image), context)
+        return self.finish(self.infer(model_image), context)
 
     # -- lifecycle -------------------------------------------------------------------------------
 

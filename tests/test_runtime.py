@@ -14,12 +14,13 @@ import textwrap
 import zipfile
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
 from hairseg_edge import tflite_meta
 from hairseg_edge.adapters import TensorSpec, adapter_names
-from hairseg_edge.contract import METADATA_NAME, Contract
+from hairseg_edge.contract import METADATA_NAME, Contract, quantized_threshold
 from hairseg_edge.errors import InputError
 from hairseg_edge.runtime import (
     BackendUnavailable,
@@ -269,6 +270,56 @@ def test_quantized_models_agree_with_the_float_model(tiny_tflite):
         assert np.abs(got.probability - expected.probability).max() < 0.03
         agreement = (got.mask == expected.mask).mean()
         assert agreement > 0.97, (kind, agreement)
+
+
+@pytest.mark.parametrize("kind", ["uint8", "int8"])
+def test_a_quantized_map_is_finished_in_integers_as_the_float_path_would(tiny_tflite, kind):
+    rng = np.random.default_rng(11)
+    img = cv2.GaussianBlur(rng.integers(0, 256, (57, 91, 3), dtype=np.uint8), (0, 0), 3)
+    img[..., 0] = np.linspace(60, 200, 91, dtype=np.uint8)[None, :]  # crosses 0.5 along x
+    with Segmenter(tiny_tflite[kind]) as seg:
+        step = seg.outputs[0].scale
+        model_image, box = seg.prepare(img)
+        got = seg.segment(img)
+        via_floats = seg.postprocess(seg.predict_input(model_image), box)
+    assert got.integers is not None and got.integers.dtype == np.dtype(kind)
+    assert got.probability.shape == (57, 91) and got.probability.dtype == np.float32
+    np.testing.assert_array_equal(got.mask, got.probability > seg.threshold)
+    # Rounded to the nearest step after resizing: at most half a step from the float path.
+    assert np.abs(got.probability - via_floats.probability).max() <= step / 2 + 1e-6
+    differ = got.mask != via_floats.mask
+    assert differ.mean() < 0.01
+    assert (np.abs(via_floats.probability[differ] - seg.threshold) <= step / 2 + 1e-6).all()
+    assert got.mask.any() and not got.mask.all()
+
+
+def test_a_float_model_is_finished_in_floats(tiny_tflite):
+    with Segmenter(tiny_tflite["float32"]) as seg:
+        result = seg.segment(half_red_image())
+    assert result.integers is None
+    np.testing.assert_array_equal(result.mask, result.probability > seg.threshold)
+
+
+@pytest.mark.parametrize(("dtype", "scale", "zero_point", "threshold"), [
+    ("uint8", 1 / 256, 0, 0.5), ("int8", 1 / 256, -128, 0.5), ("uint8", 1 / 255, 0, 0.5),
+    ("uint8", 0.0123, 7, 0.37), ("int8", 0.02, 3, 0.61)])
+def test_quantized_threshold_is_the_real_comparison_for_every_integer(dtype, scale, zero_point, threshold):
+    info = np.iinfo(dtype)
+    q = np.arange(info.min, info.max + 1)
+    q0 = quantized_threshold(threshold, scale, zero_point)
+    np.testing.assert_array_equal(q > q0, (q - zero_point) * scale > threshold)
+
+
+def test_a_segmentation_needs_a_mask_and_one_map():
+    mask = np.zeros((2, 2), bool)
+    with pytest.raises(ValueError):
+        Segmentation(mask=mask)
+    with pytest.raises(ValueError):
+        Segmentation(probability=np.zeros((2, 2), np.float32), mask=mask,
+                     integers=np.zeros((2, 2), np.uint8))
+    lazy = Segmentation(mask=mask, integers=np.array([[0, 128], [255, 64]], np.uint8), scale=1 / 256)
+    np.testing.assert_allclose(lazy.probability, [[0, 0.5], [255 / 256, 0.25]])
+    assert lazy.probability is lazy.probability  # converted once
 
 
 def test_predict_input_takes_the_prepared_image(tiny_tflite):
