@@ -12,8 +12,8 @@ The contract (version 1):
 * **Resampling**: when shrinking, halve with a 2x2 box filter while the image is still at least
   twice the target, then take one bilinear step (a factor in (0.5, 1], where only pixel-level
   patterns could alias, and camera photos carry little of them). On photos this stays within a
-  median 41-52 dB PSNR of ``INTER_AREA`` and is 3-9x faster, since OpenCV's area filter is slow
-  for non-integer ratios (1280x720 -> 224x126: 2.9 ms against 0.3 ms;
+  median 41-52 dB PSNR of ``INTER_AREA`` and is 2.5-8x faster, since OpenCV's area filter is slow
+  for non-integer ratios (1280x720 -> 224x126: 2.8 ms against 0.38 ms;
   ``benchmarks/results/resample_cost.md``). Bilinear when growing. Masks use centre-aligned
   nearest-neighbour so labels stay binary and aligned.
 * **Bit-exact everywhere**: every bilinear step on the image is OpenCV's ``INTER_LINEAR_EXACT``, which

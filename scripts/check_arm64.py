@@ -10,10 +10,13 @@ qemu's user-mode emulation (``binfmt_misc``). Inside it, it does what a Pi user 
    only, never a source build); checks that no TensorFlow came with it;
 2. runs ``hairseg-edge info``, ``bench --runs 5``, ``run`` on the sample photo and ``eval`` on a small
    generated data set, with the bundled default model (or ``--model``);
-3. compares the arm64 mask of the sample photo with the x86 mask of the same wheel and model, run on
+3. compares the model inputs the contract prepares on arm64 and on x86 (the sample photo and three
+   variants, at three sizes; sha256): they must be identical, since the contract's resize is bit-exact;
+4. compares the arm64 mask of the sample photo with the x86 mask of the same wheel and model, run on
    this machine: agreement IoU must be >= 0.99 (``--min-iou``), else exit 1.
 
-The last line says what passed, e.g. ``arm64: install ok, bench ok, run ok, eval ok, agreement IoU 0.9993``.
+The last line says what passed, e.g. ``arm64: install ok, bench ok, run ok, eval ok, 12 model inputs
+bit-identical, agreement IoU 1.0000``.
 
 It needs root (chroot, mount), ``binfmt_misc``, ``qemu-user-static`` and ``debootstrap`` (installed with
 apt-get when missing) and the network to the Debian mirror (cold cache only) and the Python package
