@@ -270,12 +270,19 @@ def train_command(options: dict, run_name: str) -> str:
             + f" --arch {options['arch']} --img-size {options['img_size']} --width {options['width']}"
             f" --epochs {options['epochs']} --batch {options['batch']} --lr {options['lr']}"
             f" --seed {options['seed']} --patience {options['patience']}"
-            + (f" --init-from runs/{Path(init).parent.name}/{Path(init).name}" if init else "")
+            + (f" --init-from {_run_path(init)}" if init else "")
             # Older runs' options have no "augment": they trained with the default (full).
             + (f" --augment {options['augment']}" if options.get("augment", "full") != "full" else "")
             + (f" --keep {options['keep']}" if options.get("keep", "best") != "best" else "")
             + (f" --average-last {options['average_last']}" if options.get("average_last") else "")
+            + (f" --teacher {_run_path(options['teacher'])} --distill-weight {options['distill_weight']}"
+               if options.get("teacher") else "")
             + f" --out runs/{run_name}")
+
+
+def _run_path(model: str) -> str:
+    """A model inside a run folder, as ``runs/NAME/FILE`` (how the card's commands name runs)."""
+    return f"runs/{Path(model).parent.name}/{Path(model).name}"
 
 
 def training_stages(run: Path) -> list[dict]:

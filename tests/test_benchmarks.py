@@ -278,6 +278,14 @@ def test_ship_records_every_training_stage_of_a_fine_tuned_model(tmp_path):
     text = ship._stages_text({"stages": [stages[0], averaged]})
     assert "(seed 1234, kept the average of the weights of epochs 1-2)" in text
 
+    # A distilled run names its teacher the way it names the run it started from.
+    (second / "train_options.json").write_text(json.dumps({**json.loads(
+        (second / "train_options.json").read_text()), "teacher": str(first / "model.keras"),
+        "distill_weight": 0.5}))
+    distilled = ship.training_stages(second)[1]
+    assert ("--teacher runs/first/model.keras --distill-weight 0.5 --out runs/second"
+            in distilled["command"])
+
     (first / "train_options.json").unlink()  # the parent run is gone: refuse to write a card that lies
     with pytest.raises(SystemExit, match="no run folder"):
         ship.training_stages(second)

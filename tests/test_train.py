@@ -286,6 +286,72 @@ def test_average_last_out_of_range_is_one_line(tiny_data, tmp_path):
     assert "--average-last must be in [0, --epochs], got 3" in result.output
 
 
+def _ramp_teacher(size: int):
+    """A 'teacher' whose map rises left to right whatever the image: not mirror-symmetric."""
+    from hairseg_edge.training.keras_compat import keras, tf
+
+    ramp = tf.reshape(tf.linspace(0.0, 1.0, size), (1, 1, size, 1))
+    inp = keras.Input((size, size, 3))
+    out = keras.layers.Lambda(lambda x: tf.zeros_like(x[..., :1]) + ramp)(inp)
+    return keras.Model(inp, out)
+
+
+def test_soft_targets_mix_the_mask_with_the_mirror_averaged_teacher():
+    from hairseg_edge.training.keras_compat import tf
+    from hairseg_edge.training.train import soft_targets
+
+    images = tf.random.uniform((2, 8, 8, 3), 0, 255, seed=1)
+    masks = tf.cast(tf.random.uniform((2, 8, 8, 1), seed=2) > 0.5, tf.float32)
+    got = soft_targets(_ramp_teacher(8), images, masks, 0.25).numpy()
+    # The ramp and its mirror image, mirrored back, average to 0.5 everywhere; one pass would not.
+    np.testing.assert_allclose(got, 0.75 * masks.numpy() + 0.25 * 0.5, atol=1e-6)
+
+
+def test_a_distilled_step_trains_on_the_soft_targets(tiny_data):
+    from hairseg_edge.training import archs
+    from hairseg_edge.training.keras_compat import keras, tf
+    from hairseg_edge.training.losses import BceDiceLoss
+    from hairseg_edge.training.train import distil_into, soft_targets
+
+    keras.utils.set_random_seed(0)
+    student = archs.build_model("fused_unet", 32, 0.25)
+    student.compile(optimizer=keras.optimizers.SGD(0.0), loss=BceDiceLoss())  # rate 0: weights stay
+    teacher = _ramp_teacher(32)
+    images = tf.random.uniform((4, 32, 32, 3), 0, 255, seed=3)
+    masks = tf.ones((4, 32, 32, 1))
+    prediction = student(images, training=True)
+    on_masks = float(BceDiceLoss()(masks, prediction))
+    on_soft = float(BceDiceLoss()(soft_targets(teacher, images, masks, 0.7), prediction))
+    assert abs(on_masks - on_soft) > 0.05  # the test can tell the two apart
+    distil_into(student, teacher, 0.7)
+    logs = student.train_on_batch(images, masks, return_dict=True)
+    assert logs["loss"] == pytest.approx(on_soft, rel=1e-4)
+
+
+def test_train_with_a_teacher_records_it_and_a_bad_teacher_is_one_line(tiny_data, tmp_path):
+    from hairseg_edge.training import archs
+
+    teacher = tmp_path / "teacher.keras"
+    archs.build_model("mobile_unet", 32, 0.25).save(teacher)
+    out = tmp_path / "run"
+    result = CliRunner().invoke(app, _train_args(tiny_data, out, 1, ["--teacher", str(teacher),
+                                                                      "--distill-weight", "0.3"]))
+    assert result.exit_code == 0, result.output
+    options = json.loads((out / "train_options.json").read_text())
+    assert options["teacher"] == str(teacher) and options["distill_weight"] == 0.3
+
+    broken = tmp_path / "broken.keras"
+    broken.write_text("not a model")
+    result = CliRunner().invoke(app, _train_args(tiny_data, tmp_path / "run2", 1, ["--teacher", str(broken)]))
+    assert result.exit_code == 2
+    assert "--teacher: cannot load the model" in result.output and str(broken) in result.output
+    assert "Traceback" not in result.output
+    result = CliRunner().invoke(app, _train_args(tiny_data, tmp_path / "run3", 1,
+                                                 ["--teacher", str(teacher), "--img-size", "64"]))
+    assert result.exit_code == 2
+    assert "--teacher: does not take a 64 px input" in result.output and "Traceback" not in result.output
+
+
 def test_resume_continues_to_the_total_epochs(tiny_data, tmp_path):
     out = tmp_path / "run"
     assert CliRunner().invoke(app, _train_args(tiny_data, out, 1)).exit_code == 0

@@ -72,6 +72,12 @@ def train(
     average_last: Annotated[int, typer.Option(
         "--average-last", help="Stochastic weight averaging: hold the learning rate over the last N epochs "
         "and make OUT/model.keras the average of their weights. 0 = off.")] = 0,
+    teacher: Annotated[Optional[str], typer.Option(
+        "--teacher", help="Distil from this trained .keras hair model: the targets become a mix of the masks "
+        "and its probability (averaged over each image and its mirror image). 'default' = the bundled "
+        "float model.")] = None,
+    distill_weight: Annotated[float, typer.Option(
+        "--distill-weight", help="With --teacher: target = (1 - w) * mask + w * teacher.")] = 0.5,
     list_archs: Annotated[bool, typer.Option(
         "--list-archs", help="List architectures with parameters and MACs at --img-size, then exit.")] = False,
 ) -> None:
@@ -89,8 +95,8 @@ def train(
         data=tuple(str(d) for d in data), out=str(out), arch=arch, img_size=img_size, width=width,
         epochs=epochs, batch=batch, limit=limit, lr=lr, patience=patience, seed=seed,
         data_weights=_parse_weights(data_weights), strategy=strategy, mixed_precision=mixed_precision,
-        steps_per_epoch=steps_per_epoch, init_from=_resolve_init(init_from), augment=augment,
-        keep=keep, average_last=average_last)
+        steps_per_epoch=steps_per_epoch, init_from=_bundled_or_path(init_from), augment=augment,
+        keep=keep, average_last=average_last, teacher=_bundled_or_path(teacher), distill_weight=distill_weight)
     with _TrainProgress() as progress:
         result = run_training(options, resume=resume, progress=progress)
     console.print(
@@ -107,10 +113,10 @@ def train(
     console.print(f"next: hairseg-edge export {result.model_path} --int8 --data {data[0]}")
 
 
-def _resolve_init(init_from: Optional[str]) -> Optional[str]:
+def _bundled_or_path(model: Optional[str]) -> Optional[str]:
     """``default`` names the bundled float model; anything else is a path, kept as given."""
-    if init_from != "default":
-        return init_from
+    if model != "default":
+        return model
     from hairseg_edge.models import default_model_path
 
     return str(default_model_path("float"))
