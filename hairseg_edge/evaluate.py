@@ -93,10 +93,12 @@ class ModelScore:
     p50_ms: float
     p90_ms: float
     mean_ms: float
+    flip_tta: bool = False  # scored with mirror test-time augmentation (p50_ms covers both passes)
 
     def to_dict(self) -> dict[str, Any]:
         return {"model": self.model, "adapter": self.adapter, **self.metrics.to_dict(),
-                "p50_ms": self.p50_ms, "p90_ms": self.p90_ms, "mean_ms": self.mean_ms}
+                "p50_ms": self.p50_ms, "p90_ms": self.p90_ms, "mean_ms": self.mean_ms,
+                "flip_tta": self.flip_tta}
 
 
 @dataclass(frozen=True)
@@ -149,7 +151,7 @@ class EvalResult:
             "recall": m.recall, "accuracy": m.accuracy, "boundary_f": m.boundary_f, "n": m.n,
             "p50_ms": self.score.p50_ms, "p90_ms": self.score.p90_ms, "mean_ms": self.score.mean_ms,
             "boundary_tolerance": m.boundary_tolerance,
-            "model": self.score.model, "adapter": self.score.adapter,
+            "model": self.score.model, "adapter": self.score.adapter, "flip_tta": self.score.flip_tta,
             "data": self.data, "layout": self.layout, "ids_hash": self.ids_hash,
         }
         if self.reference is not None and self.agreement is not None:
@@ -200,6 +202,7 @@ class _Scorer:
             p50_ms=float(np.percentile(times, 50)),
             p90_ms=float(np.percentile(times, 90)),
             mean_ms=float(statistics.fmean(times)),
+            flip_tta=bool(getattr(self.segmenter, "flip_tta", False)),
         )
 
 

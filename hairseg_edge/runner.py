@@ -85,6 +85,7 @@ class RunOptions:
     threads: int = 1
     adapter: str | None = None
     max_frames: int | None = None
+    flip_tta: bool = False  # Segmenter(flip_tta=...): mirror test-time augmentation
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "out_dir", Path(self.out_dir))
@@ -119,6 +120,7 @@ class RunOptions:
             "smoothing": self.smoothing.to_dict(),
             "threads": self.threads,
             "adapter": self.adapter,
+            "flip_tta": self.flip_tta,
             "max_frames": self.max_frames,
         }
 
@@ -642,7 +644,8 @@ def run_source(source: str | os.PathLike[str] | Source, options: RunOptions | No
 
                 model = default_model_path("int8")
             segmenter = stack.enter_context(
-                Segmenter(model, threads=options.threads, adapter=options.adapter))
+                Segmenter(model, threads=options.threads, adapter=options.adapter,
+                          flip_tta=options.flip_tta))
         runner = Runner(segmenter, options, observer)
         stack.callback(runner.close)
         results: list[ItemResult] = []

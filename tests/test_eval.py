@@ -110,6 +110,17 @@ def test_eval_prints_a_table_and_writes_the_json_keys(tiny_tflite, red_hair, tmp
     assert report["iou"] > 0.9 and report["accuracy"] > 0.97
 
 
+def test_eval_flip_tta_is_recorded_and_scores_a_mirror_equivariant_model_alike(tiny_tflite, red_hair,
+                                                                             tmp_path):
+    plain, tta = tmp_path / "plain.json", tmp_path / "tta.json"
+    assert invoke(tiny_tflite["uint8"], "--data", red_hair, "--json", plain).exit_code == 0
+    result = invoke(tiny_tflite["uint8"], "--data", red_hair, "--json", tta, "--flip-tta")
+    assert result.exit_code == 0, result.stderr
+    a, b = json.loads(plain.read_text()), json.loads(tta.read_text())
+    assert (a["flip_tta"], b["flip_tta"]) == (False, True)
+    assert b["iou"] == a["iou"] and b["n"] == a["n"]  # the tiny model is per pixel: mirroring is exact
+
+
 def test_evaluate_matches_segment_and_the_meter_image_by_image(tiny_tflite, red_hair):
     from hairseg_edge.runtime import Segmenter
 

@@ -183,3 +183,12 @@ def test_bench_end_to_end_on_a_peer(peers_dir, tmp_path):
     [record] = json.loads(out.read_text())
     assert record["end_to_end"] and record["adapter"] == "community-mobile"
     assert record["stages_ms"]["infer"] > 0
+
+
+def test_flip_tta_helps_a_score_peer_and_refuses_a_class_index_one(peers_dir, portrait):
+    rgb, hair = portrait
+    with Segmenter(peers_dir / "hair_segmentation_mobile.tflite", flip_tta=True) as seg:
+        result = seg.segment(rgb)
+    assert result.mask.shape == hair.shape and iou(result.mask, hair) > 0.75
+    with pytest.raises(InputError, match="--flip-tta needs outputs that are maps .* is \\[256, 256\\]"):
+        Segmenter(peers_dir / "bisenetv2_celebamaskhq_256x256_integer_quant.tflite", flip_tta=True)

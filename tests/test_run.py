@@ -130,6 +130,20 @@ def test_every_output_option_for_jpeg_and_png_inputs(tmp_path, tiny_tflite):
     assert "2 of 2 input(s) done" in result.stdout
 
 
+def test_run_flip_tta_writes_the_same_mask_for_a_per_pixel_model(tmp_path, tiny_tflite):
+    src = tmp_path / "in"
+    write_head(src / "a.png", size=(64, 40), seed=5)
+    masks = []
+    for name, extra in (("plain", []), ("tta", ["--flip-tta"])):
+        out = tmp_path / name
+        result = invoke(src, "--model", tiny_tflite["uint8"], "--out", out, "--json", tmp_path / f"{name}.json",
+                        *extra)
+        assert result.exit_code == 0, result.stderr
+        masks.append(cv2.imread(str(out / "a_mask.png"), cv2.IMREAD_UNCHANGED))
+    assert json.loads((tmp_path / "tta.json").read_text())["options"]["flip_tta"] is True
+    np.testing.assert_array_equal(masks[0], masks[1])
+
+
 def test_folder_and_glob_sources_are_sorted_and_skip_other_files(tmp_path, tiny_tflite):
     src = tmp_path / "photos"
     for i, name in enumerate(["img10.png", "img2.png", "img1.jpg"]):

@@ -293,6 +293,34 @@ def test_a_quantized_map_is_finished_in_integers_as_the_float_path_would(tiny_tf
     assert got.mask.any() and not got.mask.all()
 
 
+@pytest.mark.parametrize("kind", ["float32", "uint8", "int8"])
+def test_flip_tta_mirrors_back_what_it_mirrored(tiny_tflite, kind):
+    # The tiny models are per-pixel functions, so the mirrored pass, mirrored back, equals the plain
+    # pass exactly; forgetting to mirror back would swap the red (hair) and dark halves.
+    img = half_red_image(48, 80)
+    img[:, :10] = (120, 40, 40)  # not symmetric either way
+    with Segmenter(tiny_tflite[kind]) as plain, Segmenter(tiny_tflite[kind], flip_tta=True) as tta:
+        assert tta.flip_tta and "flip_tta=True" in repr(tta)
+        expected, got = plain.segment(img), tta.segment(img)
+    np.testing.assert_array_equal(got.mask, expected.mask)
+    np.testing.assert_array_equal(got.probability, expected.probability)
+
+
+@pytest.mark.parametrize("dtype", ["uint8", "int8"])
+def test_the_integer_mean_with_the_mirror_keeps_the_exact_mean_threshold(dtype):
+    from hairseg_edge.runtime import mean_with_mirror
+
+    info = np.iinfo(dtype)
+    values = np.arange(info.min, info.max + 1)
+    a, b = (m.astype(dtype)[None, :, :, None] for m in np.meshgrid(values, values, indexing="ij"))
+    mean = mean_with_mirror(a, b[:, :, ::-1])  # b is mirrored back inside: pass it mirrored
+    assert mean.dtype == np.dtype(dtype)
+    exact = (a.astype(np.int32) + b) / 2
+    for q0 in (info.min, -1, 0, 64, 127, 128, info.max - 1):
+        np.testing.assert_array_equal(mean > q0, exact > q0)
+    assert np.abs(mean - exact).max() <= 0.5
+
+
 def test_a_float_model_is_finished_in_floats(tiny_tflite):
     with Segmenter(tiny_tflite["float32"]) as seg:
         result = seg.segment(half_red_image())

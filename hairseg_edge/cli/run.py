@@ -88,6 +88,9 @@ def run_command(
     show: Annotated[bool, typer.Option(
         "--show", help="Show results in a window (needs OpenCV with GUI: opencv-python).")] = False,
     threads: Annotated[int, typer.Option("--threads", "-t", help="Interpreter threads.")] = 1,
+    flip_tta: Annotated[bool, typer.Option(
+        "--flip-tta", help="Also run each frame mirrored and average the two outputs (test-time "
+                           "augmentation): a little more accurate, twice the inference time.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Overwrite existing outputs.")] = False,
     adapter: Annotated[Optional[str], typer.Option(
         "--adapter",
@@ -113,7 +116,7 @@ def run_command(
     from hairseg_edge.runner import RunOptions, run_source
 
     options = RunOptions(out_dir=out, model=model, overlay=overlay, recolor=recolor, soft=soft,
-                         show=show, force=force, smooth=smooth, threads=threads, adapter=adapter,
+                         show=show, force=force, smooth=smooth, threads=threads, adapter=adapter, flip_tta=flip_tta,
                          max_frames=frames)
     if json_path is not None and json_path.exists() and not force:
         raise InputError("already exists (pass --force to overwrite)", json_path)
