@@ -81,7 +81,7 @@ def child_pipeline(data: Path, n: int | None, img_size: int, batch: int, batches
             "rss_samples_mb": samples, "end_rss_mb": round(rss_mb(), 1), "peak_rss_mb": round(peak_rss_mb(), 1)}
 
 
-def child_epoch(data: Path, n: int | None, img_size: int, batch: int, steps: int, width: float,
+def child_epoch(data: Path, n: int | None, img_size: int, batch: int, steps: int, arch: str, width: float,
                 work: Path) -> dict[str, Any]:
     from hairseg_edge.training.train import TrainOptions, train
 
@@ -96,7 +96,7 @@ def child_epoch(data: Path, n: int | None, img_size: int, batch: int, steps: int
 
     with tempfile.TemporaryDirectory(dir=work, prefix="epoch-") as tmp:
         # Two capped epochs; the second is reported (the first includes tracing the graph).
-        options = TrainOptions(data=(str(data),), out=str(Path(tmp) / "run"), arch="mobile_unet",
+        options = TrainOptions(data=(str(data),), out=str(Path(tmp) / "run"), arch=arch,
                                img_size=img_size, width=width, epochs=2, batch=batch, limit=n,
                                steps_per_epoch=steps, patience=100)
         started = time.perf_counter()
@@ -119,8 +119,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", type=Path, default=C.DEFAULT_CELEBA)
     p.add_argument("--sizes", default="500,all", help="Data-set sizes (first N images; 'all' = every image).")
-    p.add_argument("--img-size", type=int, default=160)
-    p.add_argument("--width", type=float, default=0.5, help="mobile_unet width for the epoch measurement.")
+    # Defaults: the bundled model's architecture, input size and width (default-v9).
+    p.add_argument("--arch", default="fused_unet", help="architecture for the epoch measurement.")
+    p.add_argument("--img-size", type=int, default=224)
+    p.add_argument("--width", type=float, default=0.75, help="width for the epoch measurement.")
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--pipeline-batches", type=int, default=60)
     p.add_argument("--train-steps", type=int, default=40)
@@ -153,11 +155,12 @@ def measure(args: argparse.Namespace, mode: str, n: int | None, cache: Path) -> 
     """One measurement in its own process (cached)."""
     steps = args.pipeline_batches if mode == "pipeline" else args.train_steps
     key = (f"{mode}-n{n or 'all'}-s{args.img_size}-b{args.batch}-k{steps}"
-           + (f"-w{args.width:g}" if mode == "epoch" else "") + f"-{args.data.name}")
+           + (f"-{args.arch}-w{args.width:g}" if mode == "epoch" else "") + f"-{args.data.name}")
     out = cache / f"{key}.json"
     if not out.exists():
         cmd = [sys.executable, str(Path(__file__).resolve()), "--child", mode, "--data", str(args.data),
-               "--img-size", str(args.img_size), "--batch", str(args.batch), "--width", str(args.width),
+               "--img-size", str(args.img_size), "--batch", str(args.batch), "--arch", args.arch,
+               "--width", str(args.width),
                "--pipeline-batches", str(args.pipeline_batches), "--train-steps", str(args.train_steps),
                "--out-json", str(out)]
         if n is not None:
@@ -169,7 +172,7 @@ def measure(args: argparse.Namespace, mode: str, n: int | None, cache: Path) -> 
 def to_markdown(study: dict[str, Any]) -> str:
     out = ["# Training cost and memory vs data-set size\n\n## Machine\n\n", C.machine_markdown(study["machine"]),
            f"\nCommand: `python benchmarks/{study['command']}`\n\n",
-           f"mobile_unet width {study['width']:g} at {study['img_size']} px, batch {study['batch']}, on "
+           f"{study.get('arch', 'mobile_unet')} width {study['width']:g} at {study['img_size']} px, batch {study['batch']}, on "
            f"`{Path(study['data']).name}`. *pipeline*: {study['pipeline_batches']} batches of the training "
            f"input pipeline alone after 5 warm-up batches. *epoch*: two training epochs capped at "
            f"{study['train_steps']} steps, each with the validation pass and checkpoint writes (images/s: the "
@@ -208,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.child == "pipeline":
             row = child_pipeline(args.data, args.n, args.img_size, args.batch, args.pipeline_batches)
         else:
-            row = child_epoch(args.data, args.n, args.img_size, args.batch, args.train_steps, args.width, cache)
+            row = child_epoch(args.data, args.n, args.img_size, args.batch, args.train_steps, args.arch, args.width, cache)
         C.write_json(args.out_json, row)
         return 0
 
@@ -252,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
                       "memory DOES grow with the data set: investigate."))
     study = {"study": "training input pipeline and epoch: images/s and peak RSS vs data-set size",
              "machine": C.machine_info(), "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
-             "data": str(args.data), "img_size": args.img_size, "width": args.width, "batch": args.batch,
+             "data": str(args.data), "img_size": args.img_size, "arch": args.arch, "width": args.width, "batch": args.batch,
              "pipeline_batches": args.pipeline_batches, "train_steps": args.train_steps,
              "rows": rows, "comparison": comparison, "verdict": verdict, "failures": failures}
     args.results.mkdir(parents=True, exist_ok=True)

@@ -227,6 +227,7 @@ def test_train_cost_at_toy_scale(tmp_path):
         ("pipeline", 20), ("pipeline", 60), ("epoch", 20), ("epoch", 60)}
     assert all(r["images_per_s"] > 0 and r["peak_rss_mb"] > 100 for r in study["rows"])
     assert set(study["comparison"]) == {"pipeline", "epoch"}
+    assert study["arch"] == "fused_unet"  # the bundled model's architecture by default
     assert "Memory vs data-set size" in (results / "train_cost.md").read_text()
 
 
