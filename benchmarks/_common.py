@@ -89,6 +89,23 @@ def available_peers(folder: Path | None = None) -> list[tuple[Peer, Path]]:
     return [(p, folder / p.filename) for p in PEERS if (folder / p.filename).is_file()]
 
 
+def models_to_measure(items: Sequence[str], default_name: str, *, peers: bool) -> dict[str, Path]:
+    """``--model NAME=FILE.tflite`` items (the bundled int8 model as ``default_name`` when there are
+    none), then the available peers unless ``peers`` is false; an InputError for a bad item."""
+    from hairseg_edge.errors import InputError
+    from hairseg_edge.models import default_model_path
+
+    models: dict[str, Path] = {}
+    for item in items or [f"{default_name}={default_model_path('int8')}"]:
+        name, sep, path = item.partition("=")
+        if not sep or not Path(path).is_file():
+            raise InputError(f"--model takes NAME=FILE.tflite of an existing file, got {item!r}")
+        models[name] = Path(path)
+    if peers:
+        models.update({peer.name: path for peer, path in available_peers()})
+    return models
+
+
 def slug(text: str) -> str:
     return "".join(c if c.isalnum() or c in "-._" else "_" for c in text)
 

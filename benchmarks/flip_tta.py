@@ -24,7 +24,6 @@ import _common as C  # benchmarks/ is on sys.path when this script runs
 
 from hairseg_edge.errors import InputError
 from hairseg_edge.evaluate import evaluate, select_dataset
-from hairseg_edge.models import default_model_path
 from hairseg_edge.runtime import Segmenter
 
 SPLITS = C.REPO / "hairseg_edge" / "splits"
@@ -66,14 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     out_json, out_md = C.RESULTS_DIR / "flip_tta.json", C.RESULTS_DIR / "flip_tta.md"
     try:
         C.refuse_existing([out_json, out_md], a.force)
-        models: dict[str, Path] = {}
-        for item in a.model or [f"hairseg int8 (bundled)={default_model_path('int8')}"]:
-            name, sep, path = item.partition("=")
-            if not sep or not Path(path).is_file():
-                raise InputError(f"--model takes NAME=FILE.tflite of an existing file, got {item!r}")
-            models[name] = Path(path)
-        if not a.no_peers:
-            models.update({peer.name: path for peer, path in C.available_peers()})
+        models = C.models_to_measure(a.model, "hairseg int8 (bundled)", peers=not a.no_peers)
         for data in SETS:
             if not data.is_dir():
                 raise InputError("no such data folder", data)

@@ -29,7 +29,6 @@ import numpy as np
 from hairseg_edge.data import iter_samples, open_dataset, read_id_list
 from hairseg_edge.errors import InputError
 from hairseg_edge.metrics import SegmentationMeter
-from hairseg_edge.models import default_model_path
 from hairseg_edge.runtime import Segmenter
 
 IDS = C.REPO / "hairseg_edge" / "splits" / "celebamask-hq-hair_val.txt"
@@ -79,14 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         zooms = [float(z) for z in a.zooms.split(",")]
         if not all(0.1 <= z <= 1.0 for z in zooms):
             raise InputError(f"--zooms must lie in [0.1, 1], got {a.zooms}")
-        models: dict[str, Path] = {}
-        for item in a.model or [f"bundled int8={default_model_path('int8')}"]:
-            name, sep, path = item.partition("=")
-            if not sep or not Path(path).is_file():
-                raise InputError(f"--model takes NAME=FILE.tflite of an existing file, got {item!r}")
-            models[name] = Path(path)
-        if not a.no_peers:
-            models.update({peer.name: path for peer, path in C.available_peers()})
+        models = C.models_to_measure(a.model, "bundled int8", peers=not a.no_peers)
         if not a.data.is_dir():
             raise InputError("no such data folder", a.data)
         iou = measure(models, a.data, a.ids, zooms, a.limit)
