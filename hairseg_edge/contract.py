@@ -172,12 +172,16 @@ def letterbox_mask(mask: np.ndarray, size: int) -> np.ndarray:
     return canvas.astype(np.float32)
 
 
+def _crop_map(values: np.ndarray, box: Letterbox) -> np.ndarray:
+    """A model's map (``[1, S, S, 1]``, ``[S, S]``, ...) as ``S x S``, without the letterbox padding."""
+    while values.ndim > 2:
+        values = values[0] if values.shape[0] == 1 else values[..., 0]
+    return values[box.top : box.top + box.new_h, box.left : box.left + box.new_w]
+
+
 def unletterbox(prob: np.ndarray, box: Letterbox) -> np.ndarray:
     """The model's ``size x size`` probability map -> float32 probabilities at the image's size."""
-    prob = np.asarray(prob, dtype=np.float32)
-    while prob.ndim > 2:
-        prob = prob[0] if prob.shape[0] == 1 else prob[..., 0]
-    crop = prob[box.top : box.top + box.new_h, box.left : box.left + box.new_w]
+    crop = _crop_map(np.asarray(prob, dtype=np.float32), box)
     if crop.shape == (box.src_h, box.src_w):
         return np.clip(crop, 0.0, 1.0)
     full = cv2.resize(crop, (box.src_w, box.src_h), interpolation=cv2.INTER_LINEAR)
@@ -196,11 +200,9 @@ def unletterbox_integers(values: np.ndarray, box: Letterbox) -> np.ndarray:
     the dequantized map by at most half a quantization step (1/512 for a uint8 probability).
     """
     values = np.asarray(values)
-    while values.ndim > 2:
-        values = values[0] if values.shape[0] == 1 else values[..., 0]
     if values.dtype not in INTEGER_MAP_DTYPES:
         raise ValueError(f"expected a uint8 or int8 map, got {values.dtype}")
-    crop = values[box.top : box.top + box.new_h, box.left : box.left + box.new_w]
+    crop = _crop_map(values, box)
     if crop.shape == (box.src_h, box.src_w):
         return np.ascontiguousarray(crop)
     return cv2.resize(crop, (box.src_w, box.src_h), interpolation=IMAGE_INTERPOLATION)

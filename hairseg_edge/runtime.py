@@ -237,11 +237,16 @@ def quantize_input(values: np.ndarray, spec: TensorSpec) -> np.ndarray:
 def dequantize_output(values: np.ndarray, spec: TensorSpec) -> np.ndarray:
     """A uint8/int8/int16 output -> real float32 values; other tensors are returned unchanged."""
     if spec.quantized and np.dtype(spec.dtype).kind in "iu":
-        real = values.astype(np.float32)  # one new array, then in place (no full-size temporaries)
-        real -= np.float32(spec.zero_point)
-        real *= np.float32(spec.scale)
-        return real
+        return dequantize(values, spec.scale, spec.zero_point)
     return values
+
+
+def dequantize(values: np.ndarray, scale: float, zero_point: float) -> np.ndarray:
+    """Integers -> float32 ``(values - zero_point) * scale``."""
+    real = values.astype(np.float32)  # one new array, then in place (no full-size temporaries)
+    real -= np.float32(zero_point)
+    real *= np.float32(scale)
+    return real
 
 
 def mean_with_mirror(output: np.ndarray, mirrored: np.ndarray) -> np.ndarray:
@@ -277,16 +282,14 @@ class Segmentation:
             raise ValueError("a Segmentation needs a mask and either probability or integers")
         self.mask = mask
         self.integers = integers
-        self._scale = np.float32(scale)
-        self._zero_point = np.float32(zero_point)
+        self._scale = scale
+        self._zero_point = zero_point
         self._probability = probability
 
     @property
     def probability(self) -> np.ndarray:
         if self._probability is None:
-            real = self.integers.astype(np.float32)
-            real -= self._zero_point
-            real *= self._scale
+            real = dequantize(self.integers, self._scale, self._zero_point)
             self._probability = np.clip(real, 0.0, 1.0, out=real)
         return self._probability
 
