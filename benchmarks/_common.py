@@ -308,6 +308,21 @@ def machine_markdown(m: dict[str, Any]) -> str:
             f"{m['load_average']}\n")
 
 
+def report_markdown(title: str, result: dict[str, Any], about: str, headers: Sequence[str],
+                    rows: Sequence[Sequence[Any]]) -> str:
+    """A one-table results page: title, the machine, the command, what was measured, the table."""
+    return (f"# {title}\n\n" + machine_markdown(result["machine"]) + f"\nCommand: `{result['command']}`\n\n"
+            + about + "\n\n" + markdown_table(headers, rows))
+
+
+def write_report(json_path: Path, md_path: Path, result: dict[str, Any], *, title: str, about: str,
+                 headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    """``result`` as JSON, its :func:`report_markdown` page beside it, and the table on stdout."""
+    write_json(json_path, result)
+    write_text(md_path, report_markdown(title, result, about, headers, rows), force=True)
+    print(markdown_table(headers, rows))
+
+
 # --- tables and plots ------------------------------------------------------------------------------------
 def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
     """Indices of the points no other point beats: lower x (latency) and higher y (accuracy).

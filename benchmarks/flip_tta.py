@@ -16,7 +16,6 @@ Results: ``benchmarks/results/flip_tta.{json,md}``.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import sys
 from pathlib import Path
 
@@ -39,15 +38,15 @@ def measure(models: dict[str, Path], sets: tuple[Path, ...]) -> dict[str, dict[s
         for name, path in models.items():
             for flip in (False, True):
                 key = data.name + (" flip" if flip else "")
-                with contextlib.ExitStack() as stack:
-                    try:
-                        seg = stack.enter_context(Segmenter(path, flip_tta=flip))
-                    except InputError as exc:  # e.g. a class-index output: nothing to average
-                        if not flip:
-                            raise
-                        out[name][key] = {"error": str(exc).split(": ", 1)[-1]}
-                        print(f"{data.name:22s} {name:28s} flip=True  n/a: {out[name][key]['error']}")
-                        continue
+                try:
+                    seg = Segmenter(path, flip_tta=flip)
+                except InputError as exc:  # e.g. a class-index output: nothing to average
+                    if not flip:
+                        raise
+                    out[name][key] = {"error": str(exc).split(": ", 1)[-1]}
+                    print(f"{data.name:22s} {name:28s} flip=True  n/a: {out[name][key]['error']}")
+                    continue
+                with seg:
                     result = evaluate(seg, dataset)
                 m = result.metrics
                 out[name][key] = {"iou": m.iou, "f1": m.f1, "n": m.n, "p50_ms": result.score.p50_ms}
@@ -75,7 +74,6 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     result = {"machine": C.machine_info(), "sets": [d.name for d in SETS], "scores": scores,
               "command": "python benchmarks/flip_tta.py " + " ".join(argv or sys.argv[1:])}
-    C.write_json(out_json, result)
     headers = ["model"] + [f"{d.name} IoU: plain / flip (gain)" for d in SETS] + ["ms: plain / flip"]
     rows = []
     for name, s in scores.items():
@@ -88,14 +86,12 @@ def main(argv: list[str] | None = None) -> int:
         flip_ms = s[first + " flip"].get("p50_ms")
         cells.append(f"{s[first]['p50_ms']:.2f} / " + ("n/a" if flip_ms is None else f"{flip_ms:.2f}"))
         rows.append([name, *cells])
-    C.write_text(out_md, "# Mirror test-time augmentation (`--flip-tta`)\n\n"
-                 + C.machine_markdown(result["machine"]) + f"\nCommand: `{result['command']}`\n\n"
-                 "Global IoU on each recorded validation split (`hairseg_edge/splits`), each model as it is "
-                 "and with its outputs for the image and the mirror image averaged; gain in points. Time: "
-                 f"median model call per image on `{SETS[0].name}`, one thread, taken during the scoring "
-                 "(indicative). n/a: the model's output is not a map of scores that can be averaged "
-                 "(BiSeNetV2's is a map of class indices).\n\n" + C.markdown_table(headers, rows), force=True)
-    print(C.markdown_table(headers, rows))
+    C.write_report(out_json, out_md, result, title="Mirror test-time augmentation (`--flip-tta`)",
+                   about="Global IoU on each recorded validation split (`hairseg_edge/splits`), each model as "
+                   "it is and with its outputs for the image and the mirror image averaged; gain in points. "
+                   f"Time: median model call per image on `{SETS[0].name}`, one thread, taken during the "
+                   "scoring (indicative). n/a: the model's output is not a map of scores that can be "
+                   "averaged (BiSeNetV2's is a map of class indices).", headers=headers, rows=rows)
     return 0
 
 

@@ -95,18 +95,15 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     result = {"machine": C.machine_info(), "data": a.data.name if a.data else None, "runs": a.runs,
               "rows": rows, "command": "python benchmarks/resample_cost.py " + " ".join(argv or sys.argv[1:])}
-    C.write_json(out_json, result)
     headers = ["source", "target", "INTER_AREA ms", "contract ms", "speed-up", "PSNR dB (median / min)"]
     table = [[r["source"], r["target"], C.fmt(r["inter_area_ms"], ".3f"), C.fmt(r["contract_ms"], ".3f"),
               f"{r['inter_area_ms'] / r['contract_ms']:.1f}x",
               f"{r['psnr_db_median']:.1f} / {r['psnr_db_min']:.1f}"] for r in rows]
     source = "the sample photo" + (f" and the first {a.limit} images of `{a.data.name}`" if a.data else "")
-    C.write_text(out_md, "# The contract's shrink vs INTER_AREA\n\n" + C.machine_markdown(result["machine"])
-                 + f"\nCommand: `{result['command']}`\n\n"
-                 f"One thread, median of {a.runs} runs on one frame; PSNR of the contract's result against "
-                 f"`INTER_AREA` over {source}, each resized (bicubic) to the source size.\n\n"
-                 + C.markdown_table(headers, table), force=True)
-    print(C.markdown_table(headers, table))
+    C.write_report(out_json, out_md, result, title="The contract's shrink vs INTER_AREA",
+                   about=f"One thread, median of {a.runs} runs on one frame; PSNR of the contract's result "
+                   f"against `INTER_AREA` over {source}, each resized (bicubic) to the source size.",
+                   headers=headers, rows=table)
     return 0
 
 

@@ -88,15 +88,12 @@ def main(argv: list[str] | None = None) -> int:
     result = {"machine": C.machine_info(), "data": a.data.name, "ids": a.ids.name,
               "limit": a.limit, "zooms": zooms, "iou": iou,
               "command": "python benchmarks/scale_robustness.py " + " ".join(argv or sys.argv[1:])}
-    C.write_json(out_json, result)
     headers = ["model"] + [f"IoU, head at {z:g}x" for z in zooms]
     rows = [[name] + [C.fmt(v[f"{z:g}"]) for z in zooms] for name, v in iou.items()]
-    C.write_text(out_md, "# Hair IoU when the head is small in the frame\n\n"
-                 + C.machine_markdown(result["machine"]) + f"\nCommand: `{result['command']}`\n\n"
-                 f"The first {a.limit} ids of `{a.ids.name}` in `{a.data.name}`, each shrunk by the zoom factor and centred "
-                 "on a canvas of its own size with the edge pixels repeated (see the script's docstring). "
-                 "Global IoU against the shrunk mask.\n\n" + C.markdown_table(headers, rows), force=True)
-    print(C.markdown_table(headers, rows))
+    C.write_report(out_json, out_md, result, title="Hair IoU when the head is small in the frame",
+                   about=f"The first {a.limit} ids of `{a.ids.name}` in `{a.data.name}`, each shrunk by the zoom "
+                   "factor and centred on a canvas of its own size with the edge pixels repeated (see the "
+                   "script's docstring). Global IoU against the shrunk mask.", headers=headers, rows=rows)
     return 0
 
 

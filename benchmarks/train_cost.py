@@ -172,7 +172,7 @@ def measure(args: argparse.Namespace, mode: str, n: int | None, cache: Path) -> 
 def to_markdown(study: dict[str, Any]) -> str:
     out = ["# Training cost and memory vs data-set size\n\n## Machine\n\n", C.machine_markdown(study["machine"]),
            f"\nCommand: `python benchmarks/{study['command']}`\n\n",
-           f"{study.get('arch', 'mobile_unet')} width {study['width']:g} at {study['img_size']} px, batch {study['batch']}, on "
+           f"{study['arch']} width {study['width']:g} at {study['img_size']} px, batch {study['batch']}, on "
            f"`{Path(study['data']).name}`. *pipeline*: {study['pipeline_batches']} batches of the training "
            f"input pipeline alone after 5 warm-up batches. *epoch*: two training epochs capped at "
            f"{study['train_steps']} steps, each with the validation pass and checkpoint writes (images/s: the "
