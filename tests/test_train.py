@@ -128,6 +128,25 @@ def test_augment_is_deterministic_and_keeps_masks_binary():
     assert set(np.unique(a[1])) <= {0, 1}
 
 
+def test_settle_augmentation_only_mirrors():
+    """--augment settle hands back each photo and mask untouched or mirrored exactly (a flip is pixel x
+    -> w-1-x, not shifted by one), in about half the samples each; the camera-style resize only applies
+    when a model input size is given."""
+    from hairseg_edge.synth import render_sample
+    from hairseg_edge.training.pipeline import AUGMENT_PRESETS, augment
+
+    rgb, mask = render_sample(np.random.default_rng(0), 96, 80)
+    mirrored = 0
+    for k in range(40):
+        img, m = augment(rgb, mask, np.random.default_rng([7, k]), AUGMENT_PRESETS["settle"])
+        if np.array_equal(img, rgb[:, ::-1]) and np.array_equal(m, mask[:, ::-1]):
+            mirrored += 1
+        else:
+            np.testing.assert_array_equal(img, rgb)
+            np.testing.assert_array_equal(m, mask)
+    assert 10 <= mirrored <= 30
+
+
 def test_light_augmentation_moves_pixels_less_than_full(tiny_data):
     """--augment light keeps masks closer to the unaugmented photo than full (geometry), and light
     photometric changes are smaller; none leaves a training sample as the contract prepares it."""

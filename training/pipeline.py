@@ -50,12 +50,19 @@ class AugmentOptions:
 #: the weights nearer the unaugmented photos the model will see (cf. YOLOX switching mosaic off for its
 #: final epochs). Measured once here (benchmarks/README, v6 -> v7): +0.3-0.4 point IoU on aligned faces
 #: and Figaro-1k, -1 to -2.5 points on heads shrunk to 0.6x-0.4x, since its zoom range is narrower.
-#: ``none`` is for debugging and for measuring what augmentation is worth.
+#: ``settle`` keeps only what leaves a photo as it could be met (mirroring, and the camera-style resize),
+#: for a last phase on the photos exactly as the contract prepares them: after scale augmentation the
+#: objects a network saw in training are not the size it meets at test time (Touvron et al., "Fixing
+#: the train-test resolution discrepancy", 2019). ``none`` is for debugging and for measuring what
+#: augmentation is worth.
 AUGMENT_PRESETS: dict[str, AugmentOptions | None] = {
     "full": AugmentOptions(),
     "light": AugmentOptions(scale=(0.85, 1.18), max_rotation_deg=8.0, max_translate=0.06,
                             zoom_crop_prob=0.07, color_jitter=0.12, hue_shift_deg=5.0, gray_prob=0.03,
                             blur_prob=0.08, noise_prob=0.1, jpeg_prob=0.1, raw_resize_prob=0.25),
+    "settle": AugmentOptions(scale=(1.0, 1.0), max_rotation_deg=0.0, max_translate=0.0, flip_prob=0.5,
+                             zoom_crop_prob=0.0, color_jitter=0.0, hue_shift_deg=0.0, gray_prob=0.0,
+                             blur_prob=0.0, noise_prob=0.0, jpeg_prob=0.0, raw_resize_prob=0.25),
     "none": None,
 }
 
@@ -81,24 +88,26 @@ def augment(rgb: np.ndarray, mask: np.ndarray, rng: np.random.Generator,
     m[:, 2] += (tx, ty)
     if rng.random() < opts.flip_prob:
         m[0] = -m[0]
-        m[0, 2] += w
+        m[0, 2] += w - 1  # pixel x maps to w-1-x: a mirror, not a mirror shifted by one pixel
     # Border: black like the contract's letterbox padding, or replicated edges like a real scene.
     border = cv2.BORDER_CONSTANT if rng.random() < 0.5 else cv2.BORDER_REFLECT_101
     rgb = cv2.warpAffine(rgb, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=border,
                          borderValue=(contract.PAD_VALUE,) * 3)
     mask = cv2.warpAffine(mask, m, (w, h), flags=cv2.INTER_NEAREST, borderMode=border, borderValue=0)
 
-    img = rgb.astype(np.float32)
-    # Photometric: brightness, contrast, saturation, hue, grayscale.
+    img = rgb
+    # Photometric: brightness, contrast, saturation, hue, grayscale. Skipped when off: the float and
+    # HSV round trips are not lossless, and ``settle`` promises the photo as it was.
     j = opts.color_jitter
-    img = img * rng.uniform(1 - j, 1 + j) + rng.uniform(-j, j) * 64.0
-    mean = img.mean()
-    img = (img - mean) * rng.uniform(1 - j, 1 + j) + mean
-    img = np.clip(img, 0, 255).astype(np.uint8)
-    hsv = cv2.cvtColor(img, cv2.COLOR_RGB2HSV).astype(np.float32)
-    hsv[..., 0] = (hsv[..., 0] + rng.uniform(-opts.hue_shift_deg, opts.hue_shift_deg) / 2.0) % 180.0
-    hsv[..., 1] = np.clip(hsv[..., 1] * rng.uniform(1 - j, 1 + j), 0, 255)
-    img = cv2.cvtColor(hsv.astype(np.uint8), cv2.COLOR_HSV2RGB)
+    if j > 0 or opts.hue_shift_deg > 0:
+        img = img.astype(np.float32) * rng.uniform(1 - j, 1 + j) + rng.uniform(-j, j) * 64.0
+        mean = img.mean()
+        img = (img - mean) * rng.uniform(1 - j, 1 + j) + mean
+        img = np.clip(img, 0, 255).astype(np.uint8)
+        hsv = cv2.cvtColor(img, cv2.COLOR_RGB2HSV).astype(np.float32)
+        hsv[..., 0] = (hsv[..., 0] + rng.uniform(-opts.hue_shift_deg, opts.hue_shift_deg) / 2.0) % 180.0
+        hsv[..., 1] = np.clip(hsv[..., 1] * rng.uniform(1 - j, 1 + j), 0, 255)
+        img = cv2.cvtColor(hsv.astype(np.uint8), cv2.COLOR_HSV2RGB)
     if rng.random() < opts.gray_prob:
         img = np.repeat(cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)[..., None], 3, axis=2)
     if rng.random() < opts.blur_prob:

@@ -64,7 +64,8 @@ def train(
         "--init-from", help="Start from this .keras model's weights (same --arch and --width; any "
         "--img-size): fine-tune. 'default' = the bundled float model.")] = None,
     augment: Annotated[str, typer.Option(
-        help="Augmentation strength: full (photos in the wild) | light (a last fine-tuning phase) | none.")
+        help="Augmentation strength: full (photos in the wild) | light (a last fine-tuning phase) | "
+        "settle (mirroring only: a final phase on the photos as the contract prepares them) | none.")
     ] = "full",
     keep: Annotated[str, typer.Option(
         help="Which epoch OUT/model.keras holds: best (mean validation IoU over the data sets) | last.")
