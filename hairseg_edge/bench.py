@@ -57,9 +57,14 @@ class BenchOptions:
     warmup: int = 5
     image: Path | None = None
     end_to_end: bool = False
+    #: end to end only: each frame also runs mirrored and the outputs are averaged (``--flip-tta``).
+    flip_tta: bool = False
     timeout_s: float = 900.0
 
     def __post_init__(self) -> None:
+        if self.flip_tta and not self.end_to_end:
+            raise InputError("--flip-tta is timed end to end (it runs the model twice per frame): "
+                             "add --end-to-end")
         if not self.threads or any(not isinstance(t, int) or t < 1 for t in self.threads):
             raise InputError(f"thread counts must be positive integers, got {list(self.threads)}")
         if self.runs < 1:
@@ -72,7 +77,7 @@ class BenchOptions:
     def to_dict(self) -> dict[str, Any]:
         return {"threads": list(self.threads), "runs": self.runs, "warmup": self.warmup,
                 "image": None if self.image is None else str(self.image),
-                "end_to_end": self.end_to_end, "timeout_s": self.timeout_s}
+                "end_to_end": self.end_to_end, "flip_tta": self.flip_tta, "timeout_s": self.timeout_s}
 
 
 def _round(value: float | None, digits: int = 6) -> float | None:
@@ -99,6 +104,7 @@ class BenchResult:
     fps: float | None = None
     peak_rss_mb: float | None = None
     end_to_end: bool = False
+    flip_tta: bool = False
     adapter: str | None = None
     runs: int | None = None
     stages_ms: dict[str, float] = field(default_factory=dict)
@@ -128,6 +134,7 @@ class BenchResult:
             "fps": _round(self.fps, 2),
             "peak_rss_mb": _round(self.peak_rss_mb, 1),
             "end_to_end": self.end_to_end,
+            "flip_tta": self.flip_tta,
             "adapter": self.adapter,
             "runs": self.runs,
         }
@@ -149,7 +156,7 @@ class BenchResult:
             p50_ms=d.get("p50_ms"), p90_ms=d.get("p90_ms"), p99_ms=d.get("p99_ms"),
             mean_ms=d.get("mean_ms"), std_ms=d.get("std_ms"), fps=d.get("fps"),
             peak_rss_mb=d.get("peak_rss_mb"), end_to_end=bool(d.get("end_to_end", False)),
-            adapter=d.get("adapter"), runs=d.get("runs"), stages_ms=dict(d.get("stages_ms") or {}),
+            flip_tta=bool(d.get("flip_tta", False)), adapter=d.get("adapter"), runs=d.get("runs"), stages_ms=dict(d.get("stages_ms") or {}),
             rgb_to_mask_p50_ms=d.get("rgb_to_mask_p50_ms"), error=d.get("error"),
         )
 
@@ -239,7 +246,7 @@ def _frame_reader(image: Path | None) -> Callable[[], np.ndarray]:
 
 
 def measure(model: str | os.PathLike[str], threads: int, *, runs: int = 50, warmup: int = 5,
-            image: Path | None = None, end_to_end: bool = False) -> BenchResult:
+            image: Path | None = None, end_to_end: bool = False, flip_tta: bool = False) -> BenchResult:
     """Time one model at one thread count in this process (the worker calls this)."""
     from .runtime import Segmenter, load_model, quantize_input
 
@@ -247,7 +254,7 @@ def measure(model: str | os.PathLike[str], threads: int, *, runs: int = 50, warm
     if end_to_end:
         read = _frame_reader(image)
         started = time.perf_counter()
-        seg = Segmenter(model, threads=threads)
+        seg = Segmenter(model, threads=threads, flip_tta=flip_tta)
         load_ms = (time.perf_counter() - started) * 1000.0
         size, spec = seg.size_bytes, seg.inputs[0]
         clock = time.perf_counter
@@ -320,7 +327,7 @@ def measure(model: str | os.PathLike[str], threads: int, *, runs: int = 50, warm
     return BenchResult(
         model=shown, threads=threads, size_bytes=size, input_shape=tuple(spec.shape),
         input_dtype=spec.dtype, load_ms=load_ms, first_ms=first_ms, **_stats(times),
-        peak_rss_mb=peak_rss_mb(), end_to_end=end_to_end, adapter=adapter, runs=runs,
+        peak_rss_mb=peak_rss_mb(), end_to_end=end_to_end, flip_tta=flip_tta, adapter=adapter, runs=runs,
         stages_ms=stages, rgb_to_mask_p50_ms=frame_p50,
     )
 
@@ -349,6 +356,8 @@ def worker_command(model: str, threads: int, options: BenchOptions) -> list[str]
         cmd += ["--image", str(options.image)]
     if options.end_to_end:
         cmd.append("--end-to-end")
+    if options.flip_tta:
+        cmd.append("--flip-tta")
     return cmd
 
 
@@ -407,7 +416,7 @@ def results_json(results: Sequence[BenchResult]) -> str:
 
 
 def results_csv(results: Sequence[BenchResult]) -> str:
-    columns = [*RECORD_KEYS, "end_to_end", "adapter", "runs",
+    columns = [*RECORD_KEYS, "end_to_end", "flip_tta", "adapter", "runs",
                *(f"{s}_ms" for s in _STAGES), "rgb_to_mask_p50_ms", "error"]
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n")
@@ -447,10 +456,11 @@ def _worker_main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--image", type=Path, default=None)
     parser.add_argument("--end-to-end", action="store_true")
+    parser.add_argument("--flip-tta", action="store_true")
     args = parser.parse_args(argv)
     try:
         result = measure(args.worker, args.threads, runs=args.runs, warmup=args.warmup,
-                         image=args.image, end_to_end=args.end_to_end)
+                         image=args.image, end_to_end=args.end_to_end, flip_tta=args.flip_tta)
         code = 0
     except HairsegError as exc:
         result, code = BenchResult(args.worker, args.threads, error=str(exc)), exc.exit_code

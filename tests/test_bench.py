@@ -96,6 +96,26 @@ def test_measure_end_to_end_times_every_stage(tiny_tflite):
                                                                                      abs=1e-6)
 
 
+def test_measure_end_to_end_with_flip_tta_times_the_flip_path(tiny_tflite, monkeypatch):
+    """--flip-tta times the frame path of run/eval --flip-tta: a Segmenter that mirrors every frame."""
+    from hairseg_edge import runtime
+
+    opened = []
+
+    class Spy(runtime.Segmenter):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            opened.append(self.flip_tta)
+
+    monkeypatch.setattr(runtime, "Segmenter", Spy)
+    result = measure(tiny_tflite["uint8"], 1, runs=3, warmup=0, end_to_end=True, flip_tta=True)
+    assert opened == [True] and result.ok and result.flip_tta
+    record = result.to_dict()
+    assert record["flip_tta"] is True and BenchResult.from_dict(record).flip_tta
+    assert measure(tiny_tflite["uint8"], 1, runs=3, warmup=0, end_to_end=True).flip_tta is False
+    assert opened == [True, False]
+
+
 def test_any_valid_tflite_can_be_timed_but_end_to_end_needs_an_adapter(tiny_tflite):
     plain = measure(tiny_tflite["classifier"], 1, runs=3, warmup=0)
     assert plain.ok and plain.adapter is None
@@ -150,7 +170,7 @@ def test_json_and_csv_formats(tiny_tflite):
     assert records[0]["stages_ms"].keys() == {"read", "prepare", "infer", "post"}
     assert records[0]["rgb_to_mask_p50_ms"] > 0 and "rgb_to_mask_p50_ms" not in records[1]
     assert records[1] == {**{k: None for k in RECORD_KEYS}, "model": "missing.tflite", "threads": 1,
-                          "end_to_end": False, "adapter": None, "runs": None,
+                          "end_to_end": False, "flip_tta": False, "adapter": None, "runs": None,
                           "error": "missing.tflite: no such file"}
     rows = list(csv.DictReader(io.StringIO(results_csv([ok, failed]))))
     assert rows[0]["model"] == str(tiny_tflite["float32"]) and rows[0]["threads"] == "2"
@@ -216,6 +236,7 @@ def test_bench_command_refuses_bad_options_before_running(tiny_tflite, tmp_path)
         (["--threads", "0"], "--threads values must be positive"),
         (["--runs", "0"], "--runs must be at least 1"),
         (["--image", str(tmp_path / "none.png")], "no such file"),
+        (["--flip-tta"], "--flip-tta is timed end to end"),
     ]
     for extra, message in cases:
         result = runner.invoke(app, ["bench", str(tiny_tflite["float32"]), *extra])

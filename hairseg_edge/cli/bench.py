@@ -27,6 +27,8 @@ def _table(results: list[BenchResult], options: BenchOptions) -> Table:
     from rich.table import Table
 
     mode = "end-to-end (read, prepare, infer, post)" if options.end_to_end else "invoke only"
+    if options.flip_tta:
+        mode += " with --flip-tta"
     frame = f", frame {options.image}" if options.image is not None else \
         (", synthetic 1280x720 frame" if options.end_to_end else "")
     table = Table(title=f"hairseg-edge bench: {mode}, {options.runs} runs after "
@@ -90,6 +92,9 @@ def bench_command(
     end_to_end: Annotated[bool, typer.Option(
         "--end-to-end", help="Time read + letterbox/resize + inference + postprocessing of a "
                              "camera-sized frame (1280x720 synthetic, or --image).")] = False,
+    flip_tta: Annotated[bool, typer.Option(
+        "--flip-tta", help="With --end-to-end: time the frame path of run/eval --flip-tta (each frame "
+                           "also runs mirrored and the two outputs are averaged).")] = False,
     json_path: Annotated[Optional[Path], typer.Option(
         "--json", help="Write the results as a JSON list here.", show_default=False)] = None,
     csv_path: Annotated[Optional[Path], typer.Option(
@@ -105,7 +110,7 @@ def bench_command(
     from hairseg_edge.imageio import write_text
 
     options = BenchOptions(threads=parse_threads(threads), runs=runs, warmup=warmup, image=image,
-                           end_to_end=end_to_end)
+                           end_to_end=end_to_end, flip_tta=flip_tta)
     for out in (json_path, csv_path):
         if out is not None and out.exists() and not force:
             raise InputError("already exists (pass --force to overwrite)", out)
