@@ -109,8 +109,15 @@ def package(int8: Path, out: Path) -> None:
     subprocess.run([str(mobile_py), "package", str(int8), "--out", str(out), "--force"], check=True)
 
 
+#: The models also scored and timed with mirror test-time augmentation (``--flip-tta``), as a row named
+#: ``"<model> --flip-tta"``: what a user who can spend twice the time gets.
+FLIP_TTA = ("hairseg int8",)
+FLIP_SUFFIX = " --flip-tta"
+
+
 def evaluate_all(models: dict[str, tuple[Path, str | None]], data_root: Path) -> dict:
     from hairseg_edge.evaluate import evaluate, select_dataset
+    from hairseg_edge.runtime import Segmenter
 
     sets = {name: SPLITS / f"{name}_val.txt" for name in DATASETS}
     sets["regression300"] = SPLITS / "celebamask-hq-hair_regression300.txt"
@@ -119,11 +126,14 @@ def evaluate_all(models: dict[str, tuple[Path, str | None]], data_root: Path) ->
         folder = data_root / ("celebamask-hq-hair" if set_name == "regression300" else set_name)
         ds = select_dataset(folder, ids_file=ids)
         out[set_name] = {}
-        for model_name, (path, adapter) in models.items():
-            r = evaluate(path, ds, adapter=adapter)
+        runs = [(name, path, adapter, False) for name, (path, adapter) in models.items()]
+        runs += [(name + FLIP_SUFFIX, models[name][0], models[name][1], True) for name in FLIP_TTA]
+        for model_name, path, adapter, flip in runs:
+            with Segmenter(path, adapter=adapter, flip_tta=flip) as segmenter:
+                r = evaluate(segmenter, ds)
             out[set_name][model_name] = {k: r.to_dict()[k] for k in
                                          ("iou", "mean_iou", "f1", "precision", "recall", "boundary_f", "n")}
-            print(f"{set_name:22s} {model_name:22s} IoU {r.metrics.iou:.4f}  F1 {r.metrics.f1:.4f}",
+            print(f"{set_name:22s} {model_name:32s} IoU {r.metrics.iou:.4f}  F1 {r.metrics.f1:.4f}",
                   flush=True)
     return out
 
@@ -142,12 +152,14 @@ def bench_all(models: dict[str, tuple[Path, str | None]], image: Path, rounds: i
     facts: dict[str, dict] = {}
     paths = [str(p) for p, _ in models.values()]
     names = {str(p): n for n, (p, _) in models.items()}
+    flipped = [str(models[name][0]) for name in FLIP_TTA]
     for _ in range(rounds):
-        for end_to_end in (False, True):
-            results = benchmark(paths, BenchOptions(threads=(1,), runs=300, warmup=20, image=image,
-                                                    end_to_end=end_to_end))
+        for end_to_end, flip, timed in ((False, False, paths), (True, False, paths), (True, True, flipped)):
+            results = benchmark(timed, BenchOptions(threads=(1,), runs=300, warmup=20, image=image,
+                                                    end_to_end=end_to_end, flip_tta=flip))
             for r in results:
-                name, got = names[r.model], samples.setdefault(names[r.model], {})
+                name = names[r.model] + (FLIP_SUFFIX if flip else "")
+                got = samples.setdefault(name, {})
                 if r.error:
                     facts.setdefault(name, {})["error"] = r.error
                     continue
@@ -162,7 +174,7 @@ def bench_all(models: dict[str, tuple[Path, str | None]], image: Path, rounds: i
                     got.setdefault("p90_ms", []).append(r.p90_ms)
                     facts.setdefault(name, {}).update(size_bytes=r.size_bytes, peak_rss_mb=r.peak_rss_mb)
     out: dict[str, dict] = {}
-    for name in names.values():
+    for name in [*names.values(), *(n + FLIP_SUFFIX for n in FLIP_TTA)]:
         row = out[name] = dict(facts.get(name, {}))
         for key, values in samples.get(name, {}).items():
             value = round(statistics.median(values), 3)
@@ -341,11 +353,20 @@ def render_table(card: dict) -> str:
         cells = [f"{card['metrics'][s][model]['iou']:.4f} / {card['metrics'][s][model]['f1']:.4f}" for s in sets]
         t = card["timing_ms"].get(model, {})
         size = t.get("size_bytes")
+        # A --flip-tta row has no model-only time (two invocations per frame) and no file of its own.
         lines.append(f"| {model} | " + " | ".join(cells)
-                     + f" | {t.get('p50_ms') or float('nan'):.2f} | {t.get('rgb_to_mask_ms') or float('nan'):.2f}"
-                     + f" | {t.get('end_to_end_p50_ms') or float('nan'):.2f}"
-                     + f" | {size / 1024 if size else float('nan'):.0f} |")
+                     + " | " + " | ".join(_cell(t.get(key)) for key in ("p50_ms", "rgb_to_mask_ms",
+                                                                         "end_to_end_p50_ms"))
+                     + f" | {_cell(size / 1024 if size else None, 0)} |")
+    if any(model.endswith(FLIP_SUFFIX) for model in card["metrics"][sets[0]]):
+        lines += ["", f"`{FLIP_SUFFIX.strip()}`: `run`/`eval --flip-tta`, the same int8 file run on the image and "
+                  "its mirror image, the two outputs averaged; its times are for that whole frame path "
+                  "(`bench --end-to-end --flip-tta`)."]
     return "\n".join(lines) + "\n"
+
+
+def _cell(value: float | None, digits: int = 2) -> str:
+    return "—" if value is None else f"{value:.{digits}f}"
 
 
 def arch_summary(arch: str) -> str:

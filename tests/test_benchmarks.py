@@ -239,6 +239,23 @@ def test_ship_card_states_the_small_head_iou_it_measured():
     assert "IoU" not in ship._small_heads_text({})  # an older card: no figures rather than stale ones
 
 
+def test_ship_table_has_a_flip_tta_row_without_a_model_only_time():
+    """The --flip-tta row is the int8 file run twice per frame: whole-frame times only, no file size."""
+    ship = _load("ship_default_model")
+    scores = {"iou": 0.9, "f1": 0.95}
+    card = {"date": "2026-11-26", "machine": {"cpu": "cpu", "cores": 2, "versions": {"python": "3.11"}},
+            "metrics": {"set": {"hairseg int8": scores, "hairseg int8 --flip-tta": scores}},
+            "timing_ms": {"hairseg int8": {"p50_ms": 1.5, "rgb_to_mask_ms": 2.0, "end_to_end_p50_ms": 3.0,
+                                           "size_bytes": 250 * 1024},
+                          "hairseg int8 --flip-tta": {"rgb_to_mask_ms": 4.0, "end_to_end_p50_ms": 5.0}}}
+    table = ship.render_table(card)
+    assert "| hairseg int8 | 0.9000 / 0.9500 | 1.50 | 2.00 | 3.00 | 250 |" in table
+    assert "| hairseg int8 --flip-tta | 0.9000 / 0.9500 | — | 4.00 | 5.00 | — |" in table
+    assert "bench --end-to-end --flip-tta" in table
+    del card["metrics"]["set"]["hairseg int8 --flip-tta"]
+    assert "--flip-tta" not in ship.render_table(card)  # cards from before it: no footnote
+
+
 def test_ship_records_every_training_stage_of_a_fine_tuned_model(tmp_path):
     """A model fine-tuned with --init-from is reproducible only with the run it started from: the model
     card lists both commands, first to last."""
