@@ -376,12 +376,18 @@ def arch_summary(arch: str) -> str:
     return get_arch(arch).summary
 
 
+#: How the card's prose names each --augment preset of a stage (full, the default, goes unsaid).
+AUGMENT_PHRASES = {"full": "", "light": " with light augmentation",
+                   "settle": " with no augmentation but mirroring",
+                   "none": " without augmentation"}
+
+
 def _stages_text(tr: dict) -> str:
     stages = tr["stages"]
     parts = [f"{'then ' if k else ''}{st['epochs_run']} epochs at {st['img_size']} px"
              + (" from random weights" if k == 0 and len(stages) > 1 else "")
              + (" starting from the previous run's model" if k else "")
-             + (f" with {st['augment']} augmentation" if st["augment"] != "full" else "")
+             + AUGMENT_PHRASES.get(st["augment"], f" with {st['augment']} augmentation")
              + f" (seed {st['seed']}, "
              + (f"kept the average of the weights of epochs {st['averaged_epochs'][0]}-"
                 f"{st['averaged_epochs'][1]})" if st.get("averaged_epochs")

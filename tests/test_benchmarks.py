@@ -295,6 +295,8 @@ def test_ship_records_every_training_stage_of_a_fine_tuned_model(tmp_path):
     assert "--average-last 2 --out runs/second" in averaged["command"] and "--keep" not in averaged["command"]
     text = ship._stages_text({"stages": [stages[0], averaged]})
     assert "(seed 1234, kept the average of the weights of epochs 1-2)" in text
+    settled = ship._stages_text({"stages": [stages[0], {**averaged, "augment": "settle"}]})
+    assert "model with no augmentation but mirroring (seed" in settled
 
     # A distilled run names its teacher the way it names the run it started from.
     (second / "train_options.json").write_text(json.dumps({**json.loads(
