@@ -156,7 +156,8 @@ class BenchResult:
             p50_ms=d.get("p50_ms"), p90_ms=d.get("p90_ms"), p99_ms=d.get("p99_ms"),
             mean_ms=d.get("mean_ms"), std_ms=d.get("std_ms"), fps=d.get("fps"),
             peak_rss_mb=d.get("peak_rss_mb"), end_to_end=bool(d.get("end_to_end", False)),
-            flip_tta=bool(d.get("flip_tta", False)), adapter=d.get("adapter"), runs=d.get("runs"), stages_ms=dict(d.get("stages_ms") or {}),
+            flip_tta=bool(d.get("flip_tta", False)), adapter=d.get("adapter"), runs=d.get("runs"),
+            stages_ms=dict(d.get("stages_ms") or {}),
             rgb_to_mask_p50_ms=d.get("rgb_to_mask_p50_ms"), error=d.get("error"),
         )
 
