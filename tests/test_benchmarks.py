@@ -359,3 +359,33 @@ def test_resample_cost_end_to_end_on_synthetic_faces(tmp_path, monkeypatch):
     assert all(r["psnr_db_min"] > 30 and r["contract_ms"] > 0 for r in rows)
     assert resample.main(["--runs", "3"]) == 2
     assert resample.main(["--data", str(tmp_path / "missing"), "--force"]) == 2
+
+
+def test_threshold_scores_training_photos_only_on_synthetic_faces(tmp_path, monkeypatch):
+    """threshold.py picks thresholds on training photos and scores the validation ids at 0.5 alone; a
+    data set without a recorded validation list, or a missing model, is exit 2; results are not
+    overwritten unasked."""
+    from hairseg_edge.synth import make_dataset
+
+    threshold = _load("threshold")
+    data = make_dataset(tmp_path / "faces", n=6, size=[(96, 96)], seed=7)
+    ids = sorted(p.stem for p in (data / "images").iterdir())
+    splits = tmp_path / "splits"
+    splits.mkdir()
+    (splits / "faces_val.txt").write_text("\n".join(ids[:2]) + "\n")
+    monkeypatch.setattr(threshold.C, "RESULTS_DIR", tmp_path / "results")
+    args = ["--data", str(data), "--splits", str(splits), "--limit", "3"]
+    assert threshold.main(args) == 0
+    result = json.loads((tmp_path / "results" / "threshold.json").read_text())
+    faces = result["scores"]["faces"]
+    assert (faces["train_images"], faces["val_images"]) == (3, 2)  # 4 training photos, every other one
+    assert list(faces["train_iou"]) == [f"{t:g}" for t in threshold.THRESHOLDS] and "0.5" in faces["train_iou"]
+    assert all(0.0 <= v <= 1.0 for v in faces["train_iou"].values())
+    assert faces["best_threshold"] in threshold.THRESHOLDS and 0.0 <= faces["val_iou_at_0.5"] <= 1.0
+    # the split really is by the recorded ids: the validation photos are never among the scored training ones
+    train, val = threshold.split_samples(data, splits / "faces_val.txt", 10)
+    assert {s.id for s in val} == set(ids[:2]) and not {s.id for s in train} & set(ids[:2])
+    assert threshold.main(args) == 2  # exists
+    assert threshold.main([*args, "--force", "--model", str(tmp_path / "none.tflite")]) == 2
+    (splits / "faces_val.txt").unlink()
+    assert threshold.main([*args, "--force"]) == 2
