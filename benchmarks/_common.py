@@ -15,6 +15,7 @@ processes do.
 
 from __future__ import annotations
 
+import argparse
 import datetime as dt
 import gzip
 import importlib.metadata
@@ -87,6 +88,13 @@ def available_peers(folder: Path | None = None) -> list[tuple[Peer, Path]]:
     """The peers whose file exists (a missing peer is reported by the caller, not fatal)."""
     folder = folder or peers_dir()
     return [(p, folder / p.filename) for p in PEERS if (folder / p.filename).is_file()]
+
+
+def add_model_options(parser: argparse.ArgumentParser) -> None:
+    """The ``--model NAME=FILE.tflite`` (repeatable) and ``--no-peers`` options that
+    :func:`models_to_measure` reads."""
+    parser.add_argument("--model", action="append", default=[], metavar="NAME=FILE.tflite")
+    parser.add_argument("--no-peers", action="store_true")
 
 
 def models_to_measure(items: Sequence[str], default_name: str, *, peers: bool) -> dict[str, Path]:
@@ -306,6 +314,11 @@ def machine_markdown(m: dict[str, Any]) -> str:
     return (f"- date: {m['date']}\n- CPU: {m['cpu']} ({m['logical_cpus']} logical CPUs), {m['system']}\n"
             f"- Python {m['python']}; {libs}\n- git commit: {m.get('git_commit')}; load average at the end: "
             f"{m['load_average']}\n")
+
+
+def command_line(script: str, argv: Sequence[str] | None) -> str:
+    """How a results page names the command that made it: ``python benchmarks/<script> ARGS``."""
+    return f"python benchmarks/{Path(script).name} " + " ".join(argv or sys.argv[1:])
 
 
 def report_markdown(title: str, result: dict[str, Any], about: str, headers: Sequence[str],

@@ -57,8 +57,7 @@ def measure(models: dict[str, Path], sets: tuple[Path, ...]) -> dict[str, dict[s
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", action="append", default=[], metavar="NAME=FILE.tflite")
-    p.add_argument("--no-peers", action="store_true")
+    C.add_model_options(p)
     p.add_argument("--force", action="store_true", help="Overwrite earlier results.")
     a = p.parse_args(argv)
     out_json, out_md = C.RESULTS_DIR / "flip_tta.json", C.RESULTS_DIR / "flip_tta.md"
@@ -73,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"flip_tta: {exc}", file=sys.stderr)
         return 2
     result = {"machine": C.machine_info(), "sets": [d.name for d in SETS], "scores": scores,
-              "command": "python benchmarks/flip_tta.py " + " ".join(argv or sys.argv[1:])}
+              "command": C.command_line(__file__, argv)}
     headers = ["model"] + [f"{d.name} IoU: plain / flip (gain)" for d in SETS] + ["ms: plain / flip"]
     rows = []
     for name, s in scores.items():

@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"resample_cost: {exc}", file=sys.stderr)
         return 2
     result = {"machine": C.machine_info(), "data": a.data.name if a.data else None, "runs": a.runs,
-              "rows": rows, "command": "python benchmarks/resample_cost.py " + " ".join(argv or sys.argv[1:])}
+              "rows": rows, "command": C.command_line(__file__, argv)}
     headers = ["source", "target", "INTER_AREA ms", "contract ms", "speed-up", "PSNR dB (median / min)"]
     table = [[r["source"], r["target"], C.fmt(r["inter_area_ms"], ".3f"), C.fmt(r["contract_ms"], ".3f"),
               f"{r['inter_area_ms'] / r['contract_ms']:.1f}x",

@@ -68,8 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ids", type=Path, default=IDS, help="which ids of --data to use (one per line)")
     p.add_argument("--zooms", default="1.0,0.6,0.4")
     p.add_argument("--limit", type=int, default=200, help="validation images to use (from the recorded ids)")
-    p.add_argument("--model", action="append", default=[], metavar="NAME=FILE.tflite")
-    p.add_argument("--no-peers", action="store_true")
+    C.add_model_options(p)
     p.add_argument("--force", action="store_true", help="Overwrite earlier results.")
     a = p.parse_args(argv)
     out_json, out_md = C.RESULTS_DIR / "scale_robustness.json", C.RESULTS_DIR / "scale_robustness.md"
@@ -87,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     result = {"machine": C.machine_info(), "data": a.data.name, "ids": a.ids.name,
               "limit": a.limit, "zooms": zooms, "iou": iou,
-              "command": "python benchmarks/scale_robustness.py " + " ".join(argv or sys.argv[1:])}
+              "command": C.command_line(__file__, argv)}
     headers = ["model"] + [f"IoU, head at {z:g}x" for z in zooms]
     rows = [[name] + [C.fmt(v[f"{z:g}"]) for z in zooms] for name, v in iou.items()]
     C.write_report(out_json, out_md, result, title="Hair IoU when the head is small in the frame",

@@ -25,6 +25,7 @@ import _common as C  # benchmarks/ is on sys.path when this script runs
 
 from hairseg_edge.data import iter_samples, open_dataset, read_id_list
 from hairseg_edge.errors import InputError
+from hairseg_edge.metrics import SegmentationMeter
 from hairseg_edge.runtime import Segmenter
 
 SPLITS = C.REPO / "hairseg_edge" / "splits"
@@ -46,17 +47,14 @@ def split_samples(data: Path, ids_file: Path, limit: int) -> tuple[list, list]:
 
 
 def iou_at(segmenter: Segmenter, samples: list, thresholds: tuple[float, ...]) -> list[float]:
-    """Global IoU over ``samples`` at each threshold of the model's probability."""
-    inter = np.zeros(len(thresholds))
-    union = np.zeros(len(thresholds))
+    """Global IoU over ``samples`` at each threshold of the model's probability (one meter each, the
+    same arithmetic as ``hairseg-edge eval``)."""
+    meters = [SegmentationMeter() for _ in thresholds]
     for _, rgb, mask in iter_samples(samples):
         probability = segmenter.segment(rgb).probability
-        truth = mask > 0
-        for k, t in enumerate(thresholds):
-            hair = probability > t
-            inter[k] += np.logical_and(hair, truth).sum()
-            union[k] += np.logical_or(hair, truth).sum()
-    return [float(i / u) if u else 1.0 for i, u in zip(inter, union)]
+        for meter, t in zip(meters, thresholds):
+            meter.update(probability > t, mask)
+    return [meter.result().iou for meter in meters]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -103,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"threshold: {exc}", file=sys.stderr)
         return 2
     result = {"machine": C.machine_info(), "model": str(model), "thresholds": list(THRESHOLDS),
-              "scores": scores, "command": "python benchmarks/threshold.py " + " ".join(argv or sys.argv[1:])}
+              "scores": scores, "command": C.command_line(__file__, argv)}
     headers = (["data set", "train photos"] + [f"IoU @{t:.2f}" for t in THRESHOLDS]
                + ["best threshold (gain over 0.5)", "validation IoU @0.50 (vs train)"])
     shown = Path(model).resolve()
