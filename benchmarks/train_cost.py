@@ -119,7 +119,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", type=Path, default=C.DEFAULT_CELEBA)
     p.add_argument("--sizes", default="500,all", help="Data-set sizes (first N images; 'all' = every image).")
-    # Defaults: the bundled model's architecture, input size and width (default-v9).
+    # Defaults: the bundled model's architecture, input size and width.
     p.add_argument("--arch", default="fused_unet", help="architecture for the epoch measurement.")
     p.add_argument("--img-size", type=int, default=224)
     p.add_argument("--width", type=float, default=0.75, help="width for the epoch measurement.")
@@ -211,7 +211,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.child == "pipeline":
             row = child_pipeline(args.data, args.n, args.img_size, args.batch, args.pipeline_batches)
         else:
-            row = child_epoch(args.data, args.n, args.img_size, args.batch, args.train_steps, args.arch, args.width, cache)
+            row = child_epoch(args.data, args.n, args.img_size, args.batch, args.train_steps, args.arch,
+                              args.width, cache)
         C.write_json(args.out_json, row)
         return 0
 
@@ -255,7 +256,8 @@ def main(argv: list[str] | None = None) -> int:
                       "memory DOES grow with the data set: investigate."))
     study = {"study": "training input pipeline and epoch: images/s and peak RSS vs data-set size",
              "machine": C.machine_info(), "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
-             "data": str(args.data), "img_size": args.img_size, "arch": args.arch, "width": args.width, "batch": args.batch,
+             "data": str(args.data), "img_size": args.img_size, "arch": args.arch, "width": args.width,
+             "batch": args.batch,
              "pipeline_batches": args.pipeline_batches, "train_steps": args.train_steps,
              "rows": rows, "comparison": comparison, "verdict": verdict, "failures": failures}
     args.results.mkdir(parents=True, exist_ok=True)

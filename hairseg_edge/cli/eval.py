@@ -96,7 +96,8 @@ def eval_command(
     threads: Annotated[int, typer.Option("--threads", "-t", help="Interpreter threads.")] = 1,
     flip_tta: Annotated[bool, typer.Option(
         "--flip-tta", help="Also run each image mirrored and average the two outputs, for the model "
-                           "and the reference alike (test-time augmentation): a little more accurate, twice the inference time.")] = False,
+                           "and the reference alike (test-time augmentation): a little more accurate, "
+                           "twice the inference time.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing --json file.")] = False,
 ) -> None:
     """Score a model on a data set (global and mean IoU, F1, precision, recall, accuracy,
