@@ -181,6 +181,9 @@ class _TrainProgress:
         elif event == "averaged":
             p.console.print(f"average of epochs {info['first_epoch']}-{info['last_epoch']}: "
                             f"val IoU {info['val_iou']:.4f} ({_per_set(info)})")
+        elif event == "grown":
+            p.console.print(f"--init-from: {len(info['new_layers'])} new layers start from their initialisation "
+                            f"({', '.join(info['new_layers'])})")
         elif event == "already_done":
             p.console.print(f"run already complete at epoch {info['epoch']}; nothing to do")
 
