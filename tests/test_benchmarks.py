@@ -392,3 +392,49 @@ def test_threshold_scores_training_photos_only_on_synthetic_faces(tmp_path, monk
     assert threshold.main([*args, "--force", "--model", str(tmp_path / "none.tflite")]) == 2
     (splits / "faces_val.txt").unlink()
     assert threshold.main([*args, "--force"]) == 2
+
+
+def test_label_noise_measures_error_structure_and_the_mislabelled_photos(tmp_path, monkeypatch):
+    """label_noise.py: the share of wrong pixels near the labelled boundary and the IoU of each listed
+    photo are computed as stated (checked with predictions whose errors are known), a real run on
+    generated faces writes both tables, and bad lists are exit 2 without overwriting anything."""
+    import cv2
+
+    from hairseg_edge.data import iter_samples, open_dataset
+    from hairseg_edge.synth import make_dataset
+
+    noise = _load("label_noise")
+    data = make_dataset(tmp_path / "faces", n=6, size=[(96, 96)], seed=3)
+    samples = open_dataset(data).samples
+    ids = [s.id for s in samples]
+    truths = iter([m > 0 for _, _, m in iter_samples(samples)])  # measure() reads the photos in this order
+
+    class Grown:  # each photo's label grown by one pixel: every wrong pixel lies within 1 px of its boundary
+        def segment(self, rgb):
+            truth = next(truths)
+            assert truth.shape == rgb.shape[:2]
+            return type("S", (), {"mask": cv2.dilate(truth.astype(np.uint8), np.ones((3, 3), np.uint8))})
+
+    scores = noise.measure(Grown(), samples, {ids[0]})
+    assert scores["wrong_within_px"]["1"] == 1.0 and 0.5 < scores["iou"] < 1.0
+    assert set(scores["listed_iou"]) == {ids[0]} and scores["photos"] == len(samples)
+    assert scores["wrong_in_worst_tenth"] > 0
+
+    val = tmp_path / "val.txt"
+    val.write_text("\n".join(ids[:4]) + "\n")
+    listed = tmp_path / "errors.txt"
+    listed.write_text(f"# comment\n{ids[1]}  # a hand is labelled hair\n")
+    monkeypatch.setattr(noise.C, "RESULTS_DIR", tmp_path / "results")
+    args = ["--data", str(data), "--val-ids", str(val), "--label-errors", str(listed), "--no-peers"]
+    assert noise.main(args) == 0
+    result = json.loads((tmp_path / "results" / "label_noise.json").read_text())
+    bundled = result["scores"]["hairseg int8 (bundled)"]
+    assert bundled["photos"] == 4 and list(bundled["listed_iou"]) == [ids[1]]
+    assert result["label_errors"] == {ids[1]: "a hand is labelled hair"}
+    page = (tmp_path / "results" / "label_noise.md").read_text()
+    assert "a hand is labelled hair" in page and "wrong px within 2 px" in page
+    assert noise.main(args) == 2  # results exist: not overwritten unasked
+    listed.write_text(f"{ids[5]}  # not a validation photo\n")
+    assert noise.main([*args, "--force"]) == 2
+    listed.write_text("# nothing listed\n")
+    assert noise.main([*args, "--force"]) == 2
