@@ -88,7 +88,8 @@ def measure(segmenter: Segmenter, samples: list, listed: set[str]) -> dict:
         wrong_per_photo.append(int(wrong.sum()))
     total = max(sum(wrong_per_photo), 1)
     worst = sorted(wrong_per_photo, reverse=True)[:max(1, len(wrong_per_photo) // 10)]
-    return {"iou": every.result().iou, "iou_without_listed": rest.result().iou, "photos": len(wrong_per_photo),
+    rest_iou = rest.result().iou if len(photo_iou) < len(wrong_per_photo) else None  # every photo listed
+    return {"iou": every.result().iou, "iou_without_listed": rest_iou, "photos": len(wrong_per_photo),
             "wrong_within_px": {str(b): near[b] / total for b in BANDS},
             "wrong_in_worst_tenth": sum(worst) / total, "listed_iou": photo_iou}
 

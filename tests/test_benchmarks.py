@@ -419,6 +419,8 @@ def test_label_noise_measures_error_structure_and_the_mislabelled_photos(tmp_pat
     assert scores["wrong_within_px"]["1"] == 1.0 and 0.5 < scores["iou"] < 1.0
     assert set(scores["listed_iou"]) == {ids[0]} and scores["photos"] == len(samples)
     assert scores["wrong_in_worst_tenth"] > 0
+    truths = iter([m > 0 for _, _, m in iter_samples(samples)])
+    assert noise.measure(Grown(), samples, set(ids))["iou_without_listed"] is None  # every photo listed
 
     val = tmp_path / "val.txt"
     val.write_text("\n".join(ids[:4]) + "\n")
@@ -438,3 +440,14 @@ def test_label_noise_measures_error_structure_and_the_mislabelled_photos(tmp_pat
     assert noise.main([*args, "--force"]) == 2
     listed.write_text("# nothing listed\n")
     assert noise.main([*args, "--force"]) == 2
+
+
+def test_ship_card_cites_the_memorisation_probe_when_measured():
+    ship = _load("ship_default_model")
+    old = ship._in_sample_text({})
+    assert "probably in those peers' training data" in old and "label_errors" not in old
+    iou = {"hairseg int8": 0.547, "mediapipe-hair": 0.375, "bisenetv2-celebamask": 0.7549, "community-mobile": 0.872}
+    text = " ".join(ship._in_sample_text({"mislabelled_iou": {"photos": 6, "iou": iou}}).split())
+    assert "On the 6 validation photos whose hair label is plainly wrong" in text
+    assert "(mean IoU 0.87 and 0.75)" in text and "(ours 0.55, MediaPipe's 0.38;" in text
+    assert "figures are in-sample while ours are not" in text and "probably" not in text
