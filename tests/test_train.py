@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import json
 import os
@@ -146,6 +147,35 @@ def test_settle_augmentation_only_mirrors():
             np.testing.assert_array_equal(img, rgb)
             np.testing.assert_array_equal(m, mask)
     assert 10 <= mirrored <= 30
+
+
+def test_wide_augmentation_shrinks_a_share_of_the_heads(monkeypatch):
+    """--augment wide is light plus photos shrunk to 0.35-0.7x (heads small in the frame): about 30% of
+    the samples get a zoom below light's smallest, 0.85x, which light never gives; a preset with
+    zoom_out_prob 0 never uses the zoom_out range."""
+    from hairseg_edge.synth import render_sample
+    from hairseg_edge.training import pipeline
+    from hairseg_edge.training.pipeline import AUGMENT_PRESETS, augment
+
+    rgb, mask = render_sample(np.random.default_rng(0), 128, 128)
+    zooms = []
+    real = pipeline.cv2.getRotationMatrix2D
+    monkeypatch.setattr(pipeline.cv2, "getRotationMatrix2D",
+                        lambda centre, angle, scale: zooms.append(scale) or real(centre, angle, scale))
+
+    def zooms_of(preset):
+        zooms.clear()
+        for k in range(200):
+            augment(rgb, mask, np.random.default_rng([5, k]), AUGMENT_PRESETS[preset])
+        return np.array(zooms)
+
+    wide, light = zooms_of("wide"), zooms_of("light")
+    assert light.min() >= 0.85
+    assert 0.2 <= (wide < 0.85).mean() <= 0.36 and wide.min() >= 0.35 * 0.85
+    before = dataclasses.replace(AUGMENT_PRESETS["light"], zoom_out=(0.1, 0.2))  # unused while the prob is 0
+    a = augment(rgb, mask, np.random.default_rng([9, 1]), AUGMENT_PRESETS["light"])
+    b = augment(rgb, mask, np.random.default_rng([9, 1]), before)
+    np.testing.assert_array_equal(a[0], b[0])
 
 
 def test_light_augmentation_moves_pixels_less_than_full(tiny_data):

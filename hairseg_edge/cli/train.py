@@ -61,10 +61,11 @@ def train(
     steps_per_epoch: Annotated[Optional[int], typer.Option(
         "--steps-per-epoch", help="Cap the steps per epoch (quick trials).")] = None,
     init_from: Annotated[Optional[str], typer.Option(
-        "--init-from", help="Start from this .keras model's weights (same --arch and --width; any "
-        "--img-size): fine-tune. 'default' = the bundled float model.")] = None,
+        "--init-from", help="Start from this .keras model's weights (same --arch and --width, or a "
+        "smaller model that grows into --arch; any --img-size): fine-tune. 'default' = the bundled float model.")] = None,
     augment: Annotated[str, typer.Option(
         help="Augmentation strength: full (photos in the wild) | light (a last fine-tuning phase) | "
+        "wide (light, plus heads small in the frame) | "
         "settle (mirroring only: a final phase on the photos as the contract prepares them) | none.")
     ] = "full",
     keep: Annotated[str, typer.Option(
