@@ -382,6 +382,7 @@ def arch_summary(arch: str) -> str:
 
 #: How the card's prose names each --augment preset of a stage (full, the default, goes unsaid).
 AUGMENT_PHRASES = {"full": "", "light": " with light augmentation",
+                   "wide": " with light augmentation and 30% of the photos shrunk to 0.35-0.7x (small heads)",
                    "settle": " with no augmentation but mirroring",
                    "none": " without augmentation"}
 
