@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 from pathlib import Path
@@ -78,23 +79,22 @@ def test_bundled_int8_agrees_with_bundled_float(float_tflite):
 
 
 def test_fresh_int8_export_of_bundled_float_agrees_with_bundled_int8(tmp_path):
-    """Re-export through the real export stage (calibration, gate) and compare with what ships."""
-    import cv2
-
+    """Re-export through the real export stage (calibration, gate) and compare with what ships: on the
+    real data when HAIRSEG_DATA is set, otherwise on the smoke set `make demo` calibrates on (the sample
+    photo, augmented variants of it and generated faces: scripts/demo_images.py), so a newcomer's
+    `make test` checks the export `make demo` runs."""
     from hairseg_edge.export import ExportOptions, export_model
-    from hairseg_edge.imageio import write_image
 
     data_root = os.environ.get("HAIRSEG_DATA")
     calib = tmp_path / "calib"
     if data_root:
         options = ExportOptions(FLOAT, variants=("int8",), data=data_root, limit=120,
                                 out=tmp_path / "out")
-    else:  # the sample photo, flipped/rescaled variants and generated faces (no ground truth)
-        for i, rgb in enumerate(_check_images()):
-            write_image(calib / "images" / f"{i:02d}.png", rgb)
-            write_image(calib / "images" / f"{i:02d}-flip.png", np.ascontiguousarray(rgb[:, ::-1]))
-            small = cv2.resize(rgb, (rgb.shape[1] // 2, rgb.shape[0] // 2), interpolation=cv2.INTER_AREA)
-            write_image(calib / "images" / f"{i:02d}-small.png", small)
+    else:
+        spec = importlib.util.spec_from_file_location("demo_images", REPO / "scripts" / "demo_images.py")
+        demo_images = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(demo_images)
+        demo_images.main(str(SAMPLE), str(calib))
         options = ExportOptions(FLOAT, variants=("int8",), calib=calib, eval_data=calib, out=tmp_path / "out")
     report = export_model(options)
     assert report.gate.passed, report.gate.reason
