@@ -317,7 +317,7 @@ def training_stages(run: Path) -> list[dict]:
         stages.append({"run": run.name, "command": train_command(options, run.name), "seed": options["seed"],
                        "img_size": options["img_size"], "epochs_run": len(history),
                        "kept_epoch": kept, "averaged_epochs": averaged, "keep": options.get("keep", "best"),
-                       "data_weights": options.get("data_weights"), "arch": options["arch"],
+                       "data_weights": options.get("data_weights"),
                        "augment": options.get("augment", "full")})
         init = options.get("init_from")
         if not init:
@@ -392,8 +392,6 @@ def _stages_text(tr: dict) -> str:
     parts = [f"{'then ' if k else ''}{st['epochs_run']} epochs at {st['img_size']} px"
              + (" from random weights" if k == 0 and len(stages) > 1 else "")
              + (" starting from the previous run's model" if k else "")
-             + (f" grown into `{st['arch']}` (its new layers starting as the identity)"
-                if k and st.get("arch", "") != stages[k - 1].get("arch", "") else "")
              + AUGMENT_PHRASES.get(st["augment"], f" with {st['augment']} augmentation")
              + f" (seed {st['seed']}, "
              + (f"kept the average of the weights of epochs {st['averaged_epochs'][0]}-"

@@ -297,11 +297,8 @@ def test_ship_records_every_training_stage_of_a_fine_tuned_model(tmp_path):
     assert "(seed 1234, kept the average of the weights of epochs 1-2)" in text
     settled = ship._stages_text({"stages": [stages[0], {**averaged, "augment": "settle"}]})
     assert "model with no augmentation but mirroring (seed" in settled
-    assert "grown into" not in settled
     wide = ship._stages_text({"stages": [stages[0], {**averaged, "augment": "wide"}]})
     assert "with light augmentation and 30% of the photos shrunk to 0.35-0.7x (small heads) (seed" in wide
-    grown = ship._stages_text({"stages": [stages[0], {**averaged, "arch": "fused_unet_deep"}]})
-    assert "previous run's model grown into `fused_unet_deep` (its new layers starting as the identity)" in grown
 
     # A distilled run names its teacher the way it names the run it started from.
     (second / "train_options.json").write_text(json.dumps({**json.loads(

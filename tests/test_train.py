@@ -77,8 +77,7 @@ def test_unknown_arch_names_the_valid_ones():
         archs.build_model("mobile_unett")
 
 
-@pytest.mark.parametrize("name", ["custom_cnn", "unet", "deeplabv3", "mobile_unet", "fused_unet",
-                                  "fused_unet_deep"])
+@pytest.mark.parametrize("name", ["custom_cnn", "unet", "deeplabv3", "mobile_unet", "fused_unet"])
 def test_every_arch_survives_pruning_and_quantization_aware_training(name):
     """Only tfmot-supported layers: the export stage's pruning and QAT wrappers take every layer."""
     import tensorflow_model_optimization as tfmot
@@ -438,31 +437,6 @@ def test_init_from_copies_the_weights_at_another_input_size(tiny_data, tmp_path)
     assert options["init_from"] == str(first / "model.keras")  # recorded: the run can be reproduced
 
 
-def test_init_from_grows_a_model_without_changing_what_it_computes(tmp_path):
-    """fused_unet -> fused_unet_deep: every layer is copied by name, the new residual block starts as
-    the identity (zero gamma), so the grown model's output is the source's, bit for bit."""
-    from hairseg_edge.errors import InputError
-    from hairseg_edge.training import archs
-    from hairseg_edge.training.train import init_weights_from
-
-    source = archs.build_model("fused_unet", 64, 0.25)
-    rng = np.random.default_rng(0)
-    for layer in source.layers:  # trained-looking weights and BatchNorm statistics, not the initial ones
-        layer.set_weights([w + rng.normal(0, 0.05, w.shape).astype(w.dtype) if w.ndim else w
-                           for w in layer.get_weights()])
-    source.save(tmp_path / "small.keras")
-    grown = archs.build_model("fused_unet_deep", 64, 0.25)
-    new_layers = init_weights_from(grown, tmp_path / "small.keras")
-    assert new_layers == ["deep16_0_a_conv", "deep16_0_a_bn", "deep16_0_b_conv", "deep16_0_b_bn"]
-    assert grown.count_params() > source.count_params()
-    images = rng.integers(0, 256, (2, 64, 64, 3)).astype(np.float32)
-    np.testing.assert_array_equal(grown(images, training=False).numpy(), source(images, training=False).numpy())
-
-    grown.save(tmp_path / "deep.keras")  # the other way round would drop a trained block: refused
-    with pytest.raises(InputError, match="deep16_0_a_conv.*not in the new model"):
-        init_weights_from(archs.build_model("fused_unet", 64, 0.25), tmp_path / "deep.keras")
-
-
 @pytest.mark.parametrize("init, message", [
     ("default", "do not fit"),  # the bundled model is another architecture than this run's mobile_unet
     ("{missing}", "no such model file"),
@@ -545,7 +519,7 @@ def test_strategy_selection_follows_tf_config(monkeypatch):
 def test_list_archs_reports_params_and_macs():
     result = CliRunner().invoke(app, ["train", "--list-archs", "--img-size", "64"])
     assert result.exit_code == 0, result.output
-    for name in ("custom_cnn", "unet", "deeplabv3", "mobile_unet", "fused_unet", "fused_unet_deep"):
+    for name in ("custom_cnn", "unet", "deeplabv3", "mobile_unet", "fused_unet"):
         assert name in result.output
     assert "MACs" in result.output
 

@@ -224,18 +224,7 @@ def _fused_block(x, out_ch: int, stride: int, name: str, expansion: int = 2):
     return y
 
 
-def _zero_residual(x, name: str):
-    """A residual block of two 3x3 convs whose last BatchNorm starts with gamma = 0 ("zero-gamma",
-    Goyal et al. 2017): the block starts as the identity, so it can be added to a trained network
-    without changing what the network computes (``hairseg-edge train --init-from`` a smaller model)."""
-    y = _conv_bn_relu(x, x.shape[-1], f"{name}_a", relu6=True)
-    y = layers.Conv2D(x.shape[-1], 3, padding="same", use_bias=False, name=f"{name}_b_conv")(y)
-    y = layers.BatchNormalization(momentum=BN_MOMENTUM, gamma_initializer="zeros", name=f"{name}_b_bn")(y)
-    return layers.Add(name=f"{name}_add")([x, y])
-
-
-def build_fused_unet(input_size: int = 160, width: float = 0.75, batch_size: int | None = None,
-                     blocks16: int = 0) -> keras.Model:
+def build_fused_unet(input_size: int = 160, width: float = 0.75, batch_size: int | None = None) -> keras.Model:
     """Int8-first mobile U-Net: fused blocks at strides 4-8 (where the time goes), plain 3x3 convs at
     strides 16-32, and a decoder that adds 1x1-projected skips to the upsampled path before one 3x3 conv.
 
@@ -244,9 +233,6 @@ def build_fused_unet(input_size: int = 160, width: float = 0.75, batch_size: int
     and an int32 bias (28 bytes), which a depthwise conv's 9 weights per channel cannot amortise: the
     int8 file of ``mobile_unet`` is 0.45x its float32 file, this one's 0.29x (benchmarks/results).
     Addition instead of concatenation keeps the decoder narrow; the head predicts at stride 2.
-
-    ``blocks16`` residual blocks (:func:`_zero_residual`) deepen the stride-16 stage: at 14x14 (224 px)
-    one block adds ~4% MACs and ~2% int8 latency but 42k weights, so the int8 file, not time, limits it.
     """
     _check_size(input_size, 32)
     inp, x = _inputs(input_size, batch_size)
@@ -258,10 +244,7 @@ def build_fused_unet(input_size: int = 160, width: float = 0.75, batch_size: int
     x = _fused_block(x, ch[8], 2, "fused2")
     skips[8] = x = _fused_block(x, ch[8], 1, "fused3")
     x = _conv_bn_relu(x, ch[16], "tail0", stride=2, relu6=True)
-    x = _conv_bn_relu(x, ch[16], "tail1", relu6=True)
-    for i in range(blocks16):
-        x = _zero_residual(x, f"deep16_{i}")
-    skips[16] = x
+    skips[16] = x = _conv_bn_relu(x, ch[16], "tail1", relu6=True)
     x = _conv_bn_relu(x, ch[32], "tail2", stride=2, relu6=True)
     x = _conv_bn_relu(x, ch[32], "tail3", relu6=True)
     dec = {16: _ch(48, width), 8: _ch(32, width), 4: _ch(24, width), 2: _ch(16, width)}
@@ -272,14 +255,7 @@ def build_fused_unet(input_size: int = 160, width: float = 0.75, batch_size: int
         skip = layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"dec{i}_skip_bn")(skip)
         x = layers.Add(name=f"dec{i}_add")([x, skip])
         x = _conv_bn_relu(x, dec[s], f"dec{i}", relu6=True)
-    return keras.Model(inp, _head(x, upsample=2), name="fused_unet" if not blocks16 else "fused_unet_deep")
-
-
-def build_fused_unet_deep(input_size: int = 160, width: float = 0.75, batch_size: int | None = None
-                          ) -> keras.Model:
-    """``fused_unet`` with one more residual block at stride 16, which starts as the identity: a trained
-    ``fused_unet`` of the same width grows into it with ``--init-from`` and loses nothing on the way."""
-    return build_fused_unet(input_size, width, batch_size, blocks16=1)
+    return keras.Model(inp, _head(x, upsample=2), name="fused_unet")
 
 
 REGISTRY: dict[str, ArchSpec] = {
@@ -292,8 +268,6 @@ REGISTRY: dict[str, ArchSpec] = {
                             "MobileNetV2 inverted residuals + separable U-Net decoder"),
     "fused_unet": ArchSpec("fused_unet", build_fused_unet, 0.75,
                            "int8-first mobile U-Net: fused and plain 3x3 convs, no depthwise (default)"),
-    "fused_unet_deep": ArchSpec("fused_unet_deep", build_fused_unet_deep, 0.75,
-                                "fused_unet plus a residual block at stride 16; grows from a fused_unet"),
 }
 
 

@@ -282,15 +282,11 @@ def _reason(exc: BaseException) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
 
 
-def init_weights_from(model: keras.Model, path: str | Path) -> list[str]:
+def init_weights_from(model: keras.Model, path: str | Path) -> None:
     """Copy the weights of the model saved at ``path`` into ``model`` (fine-tuning), or an InputError.
 
     The weights of every architecture here are independent of the input size (all convolutional), so
-    a model trained at one --img-size can start a run at another. The two models either have the same
-    weights (same arch and width), or the source's layers are a subset of the new model's by name and
-    shape: the model *grows* (``fused_unet`` -> ``fused_unet_deep``), its new layers keep their
-    initialisation, which for the zero-gamma residual blocks of ``archs`` leaves the output unchanged.
-    Returns the names of the layers that were not copied (empty for a plain fine-tuning start).
+    a model trained at one --img-size can start a run at another; arch and width must match.
     """
     path = Path(path)
     try:
@@ -299,22 +295,11 @@ def init_weights_from(model: keras.Model, path: str | Path) -> list[str]:
         raise InputError(f"--init-from: not a readable Keras model ({_reason(exc)})", path) from None
     have = [tuple(w.shape) for w in source.get_weights()]
     want = [tuple(w.shape) for w in model.get_weights()]
-    if have == want:
-        model.set_weights(source.get_weights())
-        return []
-    targets = {layer.name: layer for layer in model.layers if layer.weights}
-    pairs = [(layer, targets.get(layer.name)) for layer in source.layers if layer.weights]
-    for layer, target in pairs:  # check them all before copying any: a refusal leaves the model as it was
-        if target is None or [tuple(w.shape) for w in target.get_weights()] != [
-                tuple(w.shape) for w in layer.get_weights()]:
-            detail = (f"layer {layer.name!r} {'is not in the new model' if target is None else 'has other shapes'}"
-                      if len(have) != len(want) else
-                      "first mismatch: " + next(f"{a} vs {b}" for a, b in zip(have, want) if a != b))
-            raise InputError(f"--init-from: its weights do not fit this --arch/--width ({detail})", path)
-    for layer, target in pairs:
-        target.set_weights(layer.get_weights())
-    copied = {layer.name for layer, _ in pairs}
-    return [name for name in targets if name not in copied]
+    if have != want:
+        detail = (f"{len(have)} weight tensors, the new model has {len(want)}" if len(have) != len(want)
+                  else "first mismatch: " + next(f"{a} vs {b}" for a, b in zip(have, want) if a != b))
+        raise InputError(f"--init-from: its weights do not fit this --arch/--width ({detail})", path)
+    model.set_weights(source.get_weights())
 
 
 def _load_checkpoint(path: Path) -> keras.Model:
@@ -480,9 +465,7 @@ class Trainer:
             else:
                 model = archs.build_model(o.arch, o.img_size, o.width)
                 if o.init_from:
-                    new_layers = init_weights_from(model, o.init_from)
-                    if new_layers:
-                        self.progress("grown", {"new_layers": new_layers})
+                    init_weights_from(model, o.init_from)
                 optimizer = keras.optimizers.AdamW(learning_rate=o.lr, weight_decay=o.weight_decay)
                 model.compile(optimizer=optimizer, loss=BceDiceLoss(dice_weight=o.dice_weight))
             if o.teacher:

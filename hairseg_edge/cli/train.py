@@ -61,8 +61,8 @@ def train(
     steps_per_epoch: Annotated[Optional[int], typer.Option(
         "--steps-per-epoch", help="Cap the steps per epoch (quick trials).")] = None,
     init_from: Annotated[Optional[str], typer.Option(
-        "--init-from", help="Start from this .keras model's weights (same --arch and --width, or a "
-        "smaller model that grows into --arch; any --img-size): fine-tune. 'default' = the bundled float model.")] = None,
+        "--init-from", help="Start from this .keras model's weights (same --arch and --width; any "
+        "--img-size): fine-tune. 'default' = the bundled float model.")] = None,
     augment: Annotated[str, typer.Option(
         help="Augmentation strength: full (photos in the wild) | light (a last fine-tuning phase) | "
         "wide (light, plus heads small in the frame) | "
@@ -182,9 +182,6 @@ class _TrainProgress:
         elif event == "averaged":
             p.console.print(f"average of epochs {info['first_epoch']}-{info['last_epoch']}: "
                             f"val IoU {info['val_iou']:.4f} ({_per_set(info)})")
-        elif event == "grown":
-            p.console.print(f"--init-from: {len(info['new_layers'])} new layers start from their initialisation "
-                            f"({', '.join(info['new_layers'])})")
         elif event == "already_done":
             p.console.print(f"run already complete at epoch {info['epoch']}; nothing to do")
 
