@@ -36,7 +36,7 @@ import _common as C  # benchmarks/ is on sys.path when this script runs
 
 from hairseg_edge.data import iter_samples, open_dataset, read_id_list
 from hairseg_edge.errors import InputError
-from hairseg_edge.metrics import SegmentationMeter
+from hairseg_edge.metrics import SegmentationMeter, iou
 from hairseg_edge.runtime import Segmenter
 
 VAL_IDS = C.REPO / "hairseg_edge" / "splits" / "celebamask-hq-hair_val.txt"
@@ -79,7 +79,7 @@ def measure(segmenter: Segmenter, samples: list, listed: set[str]) -> dict:
         wrong = pred ^ truth
         every.update(pred, truth)
         if sample.id in listed:
-            photo_iou[sample.id] = float((pred & truth).sum() / max(int((pred | truth).sum()), 1))
+            photo_iou[sample.id] = iou(pred, truth)
         else:
             rest.update(pred, truth)
         distance = boundary_distance(truth)
@@ -92,6 +92,11 @@ def measure(segmenter: Segmenter, samples: list, listed: set[str]) -> dict:
     return {"iou": every.result().iou, "iou_without_listed": rest_iou, "photos": len(wrong_per_photo),
             "wrong_within_px": {str(b): near[b] / total for b in BANDS},
             "wrong_in_worst_tenth": sum(worst) / total, "listed_iou": photo_iou}
+
+
+def mean_listed_iou(scores: dict) -> float:
+    """A model's mean IoU over the listed photos (a :func:`measure` result)."""
+    return float(np.mean(list(scores["listed_iou"].values())))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -122,15 +127,16 @@ def main(argv: list[str] | None = None) -> int:
             with Segmenter(path) as segmenter:
                 scores[name] = s = measure(segmenter, samples, set(listed))
             print(f"{name:28s} IoU {s['iou']:.4f}  without the listed {s['iou_without_listed']:.4f}  "
-                  f"listed photos {np.mean(list(s['listed_iou'].values())):.3f}", flush=True)
+                  f"listed photos {mean_listed_iou(s):.3f}", flush=True)
     except (InputError, ValueError) as exc:
         print(f"label_noise: {exc}", file=sys.stderr)
         return 2
     result = {"machine": C.machine_info(), "data": a.data.name, "label_errors": listed, "scores": scores,
               "command": C.command_line(__file__, argv)}
+    page = report(result)
     C.write_json(out_json, result)
-    C.write_text(out_md, report(result), force=True)
-    print(report(result).split("\n## ", 1)[1])
+    C.write_text(out_md, page, force=True)
+    print(page.split("\n## ", 1)[1])
     return 0
 
 
@@ -141,7 +147,7 @@ def report(result: dict) -> str:
         ["model", f"global IoU ({n} photos)", f"without the {len(listed)} listed", "mean IoU on the listed"]
         + [f"wrong px within {b} px of the label's boundary" for b in BANDS] + ["wrong px in the worst 10% of photos"],
         [[name, f"{s['iou']:.4f}", f"{s['iou_without_listed']:.4f}",
-          f"{np.mean(list(s['listed_iou'].values())):.3f}",
+          f"{mean_listed_iou(s):.3f}",
           *(f"{s['wrong_within_px'][str(b)]:.0%}" for b in BANDS), f"{s['wrong_in_worst_tenth']:.0%}"]
          for name, s in scores.items()])
     photos = C.markdown_table(

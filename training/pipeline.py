@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
@@ -59,14 +59,13 @@ class AugmentOptions:
 #: 30% of the photos are shrunk to 0.35-0.7x (padded black or with mirrored edges), since a model
 #: trained on faces that fill the frame loses most of its accuracy on a head at 0.4x
 #: (benchmarks/README, "Scale"). ``none`` is for debugging and for measuring what augmentation is worth.
+_LIGHT = AugmentOptions(scale=(0.85, 1.18), max_rotation_deg=8.0, max_translate=0.06, zoom_crop_prob=0.07,
+                        color_jitter=0.12, hue_shift_deg=5.0, gray_prob=0.03, blur_prob=0.08, noise_prob=0.1,
+                        jpeg_prob=0.1, raw_resize_prob=0.25)
 AUGMENT_PRESETS: dict[str, AugmentOptions | None] = {
     "full": AugmentOptions(),
-    "light": AugmentOptions(scale=(0.85, 1.18), max_rotation_deg=8.0, max_translate=0.06,
-                            zoom_crop_prob=0.07, color_jitter=0.12, hue_shift_deg=5.0, gray_prob=0.03,
-                            blur_prob=0.08, noise_prob=0.1, jpeg_prob=0.1, raw_resize_prob=0.25),
-    "wide": AugmentOptions(scale=(0.85, 1.18), max_rotation_deg=8.0, max_translate=0.06,
-                           zoom_crop_prob=0.07, zoom_out_prob=0.3, color_jitter=0.12, hue_shift_deg=5.0,
-                           gray_prob=0.03, blur_prob=0.08, noise_prob=0.1, jpeg_prob=0.1, raw_resize_prob=0.25),
+    "light": _LIGHT,
+    "wide": replace(_LIGHT, zoom_out_prob=0.3),
     "settle": AugmentOptions(scale=(1.0, 1.0), max_rotation_deg=0.0, max_translate=0.0, flip_prob=0.5,
                              zoom_crop_prob=0.0, color_jitter=0.0, hue_shift_deg=0.0, gray_prob=0.0,
                              blur_prob=0.0, noise_prob=0.0, jpeg_prob=0.0, raw_resize_prob=0.25),

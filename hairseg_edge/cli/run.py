@@ -117,8 +117,7 @@ def run_command(
 
     options = RunOptions(out_dir=out, model=model, overlay=overlay, recolor=recolor, soft=soft,
                          show=show, force=force, smooth=smooth, threads=threads, adapter=adapter,
-                         flip_tta=flip_tta,
-                         max_frames=frames)
+                         flip_tta=flip_tta, max_frames=frames)
     if json_path is not None and json_path.exists() and not force:
         raise InputError("already exists (pass --force to overwrite)", json_path)
 
