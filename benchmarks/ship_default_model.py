@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import hashlib
 import json
 import os
 import platform
@@ -244,6 +245,7 @@ def main() -> None:
         "params": params, "macs": macs,
         "input": "uint8 RGB [1,S,S,3], raw 0..255, letterboxed (contract v1)",
         "output": "uint8 [1,S,S,1] hair probability (scale 1/256); hair where > 0.5",
+        "float_sha256": file_sha256(args.run / "model.keras"),
         "training": {"command": "\n".join(st["command"] for st in stages), "seed": options["seed"],
                      "epochs_run": stages[-1]["epochs_run"], "kept_epoch": stages[-1]["kept_epoch"],
                      "data": list(options["data"]), "data_weights": options.get("data_weights"),
@@ -306,6 +308,11 @@ def training_stages(run: Path) -> list[dict]:
     stages: list[dict] = []
     while True:
         options = json.loads((run / "train_options.json").read_text())
+        init = options.get("init_from")
+        earlier = shipped_stages(Path(init)) if init else None
+        if earlier:
+            # Name the shipped model as the run that made it, so the card's commands chain.
+            options = {**options, "init_from": f"runs/{earlier[-1]['run']}/model.keras"}
         history = json.loads((run / "history.json").read_text())
         # The epoch model.keras holds (--keep; runs from before it kept the best mean val IoU).
         last = options.get("keep") == "last" or bool(options.get("average_last"))
@@ -318,13 +325,32 @@ def training_stages(run: Path) -> list[dict]:
                        "kept_epoch": kept, "averaged_epochs": averaged, "keep": options.get("keep", "best"),
                        "data_weights": options.get("data_weights"),
                        "augment": options.get("augment", "full")})
-        init = options.get("init_from")
         if not init:
             return stages[::-1]
+        if earlier:
+            return earlier + stages[::-1]
         run = Path(init).parent
         if not (run / "train_options.json").is_file():
             raise SystemExit(f"{init}: the model this run started from has no run folder beside it "
                              "(train_options.json, history.json), so its training cannot be recorded")
+
+
+def shipped_stages(model: Path) -> list[dict] | None:
+    """The training stages of a float model this script installed (``hairseg_edge/models``), read from
+    the model card beside it: its run folders may be long gone, and the file is a byte copy of the last
+    stage's model.keras, so fine-tuning the bundled model continues the card's lineage."""
+    card_file = model.parent / "model_card.json"
+    if model.name != "hairseg_float.keras" or not card_file.is_file():
+        return None
+    card = json.loads(card_file.read_text())
+    # Cards since v16 name their float file's digest: a float model swapped under the card is not its run.
+    if card.get("float_sha256") not in (None, file_sha256(model)):
+        return None
+    return card["training"]["stages"]
+
+
+def file_sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def write_results(card: dict) -> None:

@@ -313,6 +313,38 @@ def test_ship_records_every_training_stage_of_a_fine_tuned_model(tmp_path):
         ship.training_stages(second)
 
 
+def test_ship_continues_the_bundled_models_lineage_from_its_card(tmp_path):
+    """Fine-tuning the bundled float model (--init-from hairseg_edge/models/hairseg_float.keras) records the
+    stages its card lists, then the new run, which names the shipped model as the run that made it."""
+    ship = _load("ship_default_model")
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "hairseg_float.keras").write_bytes(b"weights of v11")
+    earlier = [{"run": "default-v9", "command": "hairseg-edge train ... --out runs/default-v9"},
+               {"run": "default-v11", "command": "hairseg-edge train ... --out runs/default-v11"}]
+    card = {"training": {"stages": earlier}}
+    (models / "model_card.json").write_text(json.dumps(card))
+    run = tmp_path / "runs" / "default-v15"
+    run.mkdir(parents=True)
+    (run / "train_options.json").write_text(json.dumps(
+        {"data": ["/d/celebamask-hq-hair"], "arch": "fused_unet", "width": 0.75, "batch": 16, "lr": 0.0002,
+         "seed": 1234, "patience": 20, "img_size": 224, "epochs": 2, "augment": "wide", "average_last": 2,
+         "init_from": str(models / "hairseg_float.keras")}))
+    (run / "history.json").write_text(json.dumps([{"epoch": 1, "val_iou": 0.5}, {"epoch": 2, "val_iou": 0.4}]))
+
+    stages = ship.training_stages(run)
+    assert [st["run"] for st in stages] == ["default-v9", "default-v11", "default-v15"]
+    assert "--init-from runs/default-v11/model.keras --augment wide" in stages[-1]["command"]
+
+    # A card that names another float file's digest is not this file's lineage: refuse, as for a lost run.
+    (models / "model_card.json").write_text(json.dumps({**card, "float_sha256": "0" * 64}))
+    with pytest.raises(SystemExit, match="no run folder"):
+        ship.training_stages(run)
+    (models / "model_card.json").write_text(json.dumps(
+        {**card, "float_sha256": ship.file_sha256(models / "hairseg_float.keras")}))
+    assert len(ship.training_stages(run)) == 3
+
+
 def test_zoom_out_shrinks_image_and_mask_together():
     scale = _load("scale_robustness")
     rgb = np.zeros((100, 80, 3), np.uint8)
