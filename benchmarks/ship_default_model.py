@@ -106,7 +106,7 @@ def export(run: Path, data_root: Path, work: Path) -> dict:
 def package(int8: Path, out: Path) -> None:
     mobile_py = REPO / ".venv-mobile" / "bin" / "hairseg-edge"
     if not mobile_py.exists():
-        subprocess.run(["sh", str(REPO / "scripts" / "mobile_venv.sh")], check=True, cwd=REPO)
+        subprocess.run(["bash", str(REPO / "scripts" / "mobile_venv.sh")], check=True, cwd=REPO)
     subprocess.run([str(mobile_py), "package", str(int8), "--out", str(out), "--force"], check=True)
 
 
