@@ -33,10 +33,14 @@ from pathlib import Path
 import cv2
 from _common import cpu_model  # benchmarks/ is on sys.path when this script runs
 
+from hairseg_edge.models import FILES
+
 SMALL_HEAD_ZOOMS = [0.6, 0.4]
 REPO = Path(__file__).resolve().parents[1]
 SPLITS = REPO / "hairseg_edge" / "splits"
 MODELS = REPO / "hairseg_edge" / "models"
+#: The card the bundled models ship with (JSON; MODEL_CARD.md is rendered from it).
+CARD_JSON = "model_card.json"
 RESULTS = REPO / "benchmarks" / "results"
 DATASETS = ("celebamask-hq-hair", "figaro1k-hair-train", "lfw-parts-hair-train")
 PEERS = {  # name -> (file, adapter)
@@ -212,7 +216,7 @@ def main() -> None:
     export_report = export(args.run, args.data_root, work)
     float32 = next(Path(v["path"]) for v in export_report["variants"] if v["name"] == "float32")
     int8_raw = next(Path(v["path"]) for v in export_report["variants"] if v["name"] == "int8")
-    int8 = work / "hairseg_int8.tflite"
+    int8 = work / FILES["int8"]
     package(int8_raw, int8)
 
     models: dict[str, tuple[Path, str | None]] = {"hairseg float32": (float32, None), "hairseg int8": (int8, None)}
@@ -264,8 +268,8 @@ def main() -> None:
     write_results(card)
     print(render_table(card))
     if args.install:
-        shutil.copyfile(int8, MODELS / "hairseg_int8.tflite")
-        shutil.copyfile(args.run / "model.keras", MODELS / "hairseg_float.keras")
+        shutil.copyfile(int8, MODELS / FILES["int8"])
+        shutil.copyfile(args.run / "model.keras", MODELS / FILES["float"])
         install_card(card)
         print(f"installed into {MODELS}")
 
@@ -339,8 +343,8 @@ def shipped_stages(model: Path) -> list[dict] | None:
     """The training stages of a float model this script installed (``hairseg_edge/models``), read from
     the model card beside it: its run folders may be long gone, and the file is a byte copy of the last
     stage's model.keras, so fine-tuning the bundled model continues the card's lineage."""
-    card_file = model.parent / "model_card.json"
-    if model.name != "hairseg_float.keras" or not card_file.is_file():
+    card_file = model.parent / CARD_JSON
+    if model.name != FILES["float"] or not card_file.is_file():
         return None
     card = json.loads(card_file.read_text())
     # Cards since v16 name their float file's digest: a float model swapped under the card is not its run.
@@ -361,7 +365,7 @@ def write_results(card: dict) -> None:
 
 
 def install_card(card: dict) -> None:
-    (MODELS / "model_card.json").write_text(json.dumps(card, indent=1) + "\n")
+    (MODELS / CARD_JSON).write_text(json.dumps(card, indent=1) + "\n")
     (MODELS / "MODEL_CARD.md").write_text(render_card(card))
 
 
