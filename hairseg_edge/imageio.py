@@ -9,6 +9,7 @@ and refuses to replace an existing file unless asked.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import tempfile
 from collections.abc import Iterator
@@ -41,6 +42,14 @@ def read_file_bytes(path: str | os.PathLike[str], expected: str = "a file") -> b
         raise InputError("permission denied", path) from None
     except OSError as exc:
         raise InputError(f"cannot read ({exc.strerror or exc})", path) from None
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """The hex sha256 of a file's bytes (how run folders and model cards name the exact model file they
+    mean), or an InputError naming it."""
+    digest = hashlib.sha256()
+    digest.update(read_file_bytes(path, "a model file"))
+    return digest.hexdigest()
 
 
 def _read_bytes(path: Path) -> np.ndarray:

@@ -435,6 +435,10 @@ def test_init_from_copies_the_weights_at_another_input_size(tiny_data, tmp_path)
     assert result.exit_code == 0, result.output
     options = json.loads((tuned / "train_options.json").read_text())
     assert options["init_from"] == str(first / "model.keras")  # recorded: the run can be reproduced
+    # ... with the digest of the exact file it started from, which a later model at that path will not have.
+    from hairseg_edge.imageio import file_sha256
+
+    assert options["init_from_sha256"] == file_sha256(first / "model.keras")
 
 
 @pytest.mark.parametrize("init, message", [

@@ -32,7 +32,7 @@ import numpy as np
 from hairseg_edge import contract
 from hairseg_edge.data import Dataset, open_dataset
 from hairseg_edge.errors import InputError
-from hairseg_edge.imageio import atomic_path, write_text
+from hairseg_edge.imageio import atomic_path, file_sha256, write_text
 from hairseg_edge.metrics import SegmentationMeter
 
 from . import archs
@@ -577,6 +577,7 @@ class Trainer:
         if not os.access(self.out, os.W_OK):
             raise InputError("output folder is not writable", self.out)
         opts_path = self.out / "train_options.json"
+        saved: dict[str, Any] = {}  # the options of the run being resumed past its first epoch
         if self.resume:
             # A run killed before its first epoch was saved has its options but no state: --resume
             # starts it again from epoch 0 in its own folder (a fresh run would refuse the folder).
@@ -591,10 +592,20 @@ class Trainer:
             state = _read_state(self.out)
             if state is not None:
                 self._average_window_moved(state)  # refuses before the options file is rewritten
+            else:
+                saved = {}  # no epoch saved: the run starts again from --init-from as it is now
         elif (self.out / STATE_FILE).exists() or (self.out / MODEL_FILE).exists():
             raise InputError("already holds a training run (use --resume to continue it, or another --out)",
                              self.out)
-        write_text(opts_path, json.dumps(o.to_dict(), indent=1), force=True)
+        record = o.to_dict()
+        # The exact files a fine-tune started from and distilled from: a path such as the bundled model's
+        # may later hold another model, and the run's lineage must not be read through it (the ship script
+        # checks these digests). A resume keeps the digests of the files the run really started from.
+        for key in ("init_from", "teacher"):
+            if record.get(key):
+                same = saved.get(key) == record[key] and saved.get(f"{key}_sha256")
+                record[f"{key}_sha256"] = saved[f"{key}_sha256"] if same else file_sha256(record[key])
+        write_text(opts_path, json.dumps(record, indent=1), force=True)
 
     def _save_state(self, epoch: int, *, finished: bool) -> None:
         name = f"checkpoint-epoch-{epoch + 1:04d}.keras"
