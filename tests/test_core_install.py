@@ -163,6 +163,7 @@ def test_eval_scores_the_model_on_a_small_data_set(core_venv, model_args, tmp_pa
 
 @pytest.mark.parametrize("args, extra", [
     (["train", "--data", "ds"], "train"),
+    (["average", "a.keras", "b.keras", "--out", "soup"], "train"),
     (["package", "model.tflite"], "mobile"),
 ])
 def test_heavy_commands_name_the_extra_in_one_line_and_exit_2(core_venv, tmp_path, args, extra):

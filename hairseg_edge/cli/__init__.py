@@ -21,7 +21,7 @@ app = typer.Typer(
 )
 
 # Order = order in --help.
-COMMAND_MODULES = ("run", "bench", "eval", "info", "train", "export", "package")
+COMMAND_MODULES = ("run", "bench", "eval", "info", "train", "average", "export", "package")
 
 
 def _version_callback(value: bool) -> None:

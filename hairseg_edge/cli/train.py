@@ -97,8 +97,8 @@ def train(
         data=tuple(str(d) for d in data), out=str(out), arch=arch, img_size=img_size, width=width,
         epochs=epochs, batch=batch, limit=limit, lr=lr, patience=patience, seed=seed,
         data_weights=_parse_weights(data_weights), strategy=strategy, mixed_precision=mixed_precision,
-        steps_per_epoch=steps_per_epoch, init_from=_bundled_or_path(init_from), augment=augment,
-        keep=keep, average_last=average_last, teacher=_bundled_or_path(teacher), distill_weight=distill_weight)
+        steps_per_epoch=steps_per_epoch, init_from=bundled_or_path(init_from), augment=augment,
+        keep=keep, average_last=average_last, teacher=bundled_or_path(teacher), distill_weight=distill_weight)
     with _TrainProgress() as progress:
         result = run_training(options, resume=resume, progress=progress)
     console.print(
@@ -115,7 +115,7 @@ def train(
     console.print(f"next: hairseg-edge export {result.model_path} --int8 --data {data[0]}")
 
 
-def _bundled_or_path(model: Optional[str]) -> Optional[str]:
+def bundled_or_path(model: Optional[str]) -> Optional[str]:
     """``default`` names the bundled float model; anything else is a path, kept as given."""
     if model != "default":
         return model
