@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import hashlib
 import json
 import os
 import platform
@@ -33,6 +32,7 @@ from pathlib import Path
 import cv2
 from _common import cpu_model  # benchmarks/ is on sys.path when this script runs
 
+from hairseg_edge.imageio import file_sha256
 from hairseg_edge.models import FILES
 
 SMALL_HEAD_ZOOMS = [0.6, 0.4]
@@ -41,6 +41,8 @@ SPLITS = REPO / "hairseg_edge" / "splits"
 MODELS = REPO / "hairseg_edge" / "models"
 #: The card the bundled models ship with (JSON; MODEL_CARD.md is rendered from it).
 CARD_JSON = "model_card.json"
+#: What `hairseg-edge average` writes beside its model (training/soup.py).
+AVERAGE_FILE = "average.json"
 RESULTS = REPO / "benchmarks" / "results"
 DATASETS = ("celebamask-hq-hair", "figaro1k-hair-train", "lfw-parts-hair-train")
 PEERS = {  # name -> (file, adapter)
@@ -237,10 +239,11 @@ def main() -> None:
     cv2.imwrite(str(frame), cv2.resize(photo, (256, 256), interpolation=cv2.INTER_AREA))
     timing = bench_all(models, frame)
 
-    options = json.loads((args.run / "train_options.json").read_text())
+    options = model_options(args.run)
     model = archs.build_model(options["arch"], options["img_size"], options["width"], batch_size=1)
     macs, params = archs.count_macs(model), int(model.count_params())
     stages = training_stages(args.run)
+    last_trained = [st for st in stages if st.get("kind") != "average"][-1]
     card = {
         "name": "hairseg-edge default hair segmenter",
         "date": dt.date.today().isoformat(),
@@ -250,8 +253,8 @@ def main() -> None:
         "input": "uint8 RGB [1,S,S,3], raw 0..255, letterboxed (contract v1)",
         "output": "uint8 [1,S,S,1] hair probability (scale 1/256); hair where > 0.5",
         "float_sha256": file_sha256(args.run / "model.keras"),
-        "training": {"command": "\n".join(st["command"] for st in stages), "seed": options["seed"],
-                     "epochs_run": stages[-1]["epochs_run"], "kept_epoch": stages[-1]["kept_epoch"],
+        "training": {"command": "\n".join(st["command"] for st in stages), "seed": last_trained["seed"],
+                     "epochs_run": last_trained["epochs_run"], "kept_epoch": last_trained["kept_epoch"],
                      "data": list(options["data"]), "data_weights": options.get("data_weights"),
                      "stages": stages},
         "licence": "weights: non-commercial research only (inherited from CelebAMask-HQ, Figaro-1k, "
@@ -307,54 +310,120 @@ def _run_path(model: str) -> str:
 
 
 def training_stages(run: Path) -> list[dict]:
-    """The runs that made ``run``'s model, first to last: a fine-tune (``--init-from``) names the run
-    whose model it started from, whose folder holds that run's own options and history."""
-    stages: list[dict] = []
-    while True:
-        options = json.loads((run / "train_options.json").read_text())
-        init = options.get("init_from")
-        earlier = shipped_stages(Path(init)) if init else None
-        if earlier:
-            # Name the shipped model as the run that made it, so the card's commands chain.
-            options = {**options, "init_from": f"runs/{earlier[-1]['run']}/model.keras"}
-        history = json.loads((run / "history.json").read_text())
-        # The epoch model.keras holds (--keep; runs from before it kept the best mean val IoU).
-        last = options.get("keep") == "last" or bool(options.get("average_last"))
-        kept = (history[-1] if last else max(history, key=lambda r: r["val_iou"]))["epoch"]
-        # --average-last N: model.keras averages the epochs from the window's start to the last run.
-        averaged = ([options["epochs"] - options["average_last"] + 1, kept] if options.get("average_last")
-                    else None)
-        stages.append({"run": run.name, "command": train_command(options, run.name), "seed": options["seed"],
+    """The runs that made ``run``'s model, each after the runs it started from: a fine-tune
+    (``--init-from``) names the run whose model it started from, an average (``hairseg-edge average``)
+    the models it averaged, and each of those folders holds that run's own options and history. A run
+    two branches share is listed once."""
+    stages: dict[str, dict] = {}
+    for stage in _lineage(run):
+        known = stages.setdefault(stage["run"], stage)
+        if known["command"] != stage["command"]:
+            raise SystemExit(f"{run}: two different runs in its lineage are both named {stage['run']!r} "
+                             f"({known['command']!r} and {stage['command']!r}); rename one run folder")
+    return list(stages.values())
+
+
+def _lineage(run: Path) -> list[dict]:
+    record = read_soup_record(run)
+    if record is not None:
+        earlier: list[dict] = []
+        parents: list[str] = []
+        for ingredient in record["models"]:
+            stages = _stages_of_model(Path(ingredient["path"]), ingredient.get("sha256"), run / AVERAGE_FILE)
+            earlier += stages
+            parents.append(stages[-1]["run"])
+        weights = [ingredient["weight"] for ingredient in record["models"]]
+        stage = {"run": run.name, "kind": "average", "from": parents, "weights": weights,
+                 "command": average_command(parents, weights, run.name), "img_size": record["input_size"]}
+        return earlier + [stage]
+    options = json.loads((run / "train_options.json").read_text())
+    init = options.get("init_from")
+    earlier = (_stages_of_model(Path(init), options.get("init_from_sha256"), run / "train_options.json")
+               if init else [])
+    if init:
+        # Name the model it started from as the run that made it, so the card's commands chain.
+        options = {**options, "init_from": f"runs/{earlier[-1]['run']}/model.keras"}
+    history = json.loads((run / "history.json").read_text())
+    # The epoch model.keras holds (--keep; runs from before it kept the best mean val IoU).
+    last = options.get("keep") == "last" or bool(options.get("average_last"))
+    kept = (history[-1] if last else max(history, key=lambda r: r["val_iou"]))["epoch"]
+    # --average-last N: model.keras averages the epochs from the window's start to the last run.
+    averaged = ([options["epochs"] - options["average_last"] + 1, kept] if options.get("average_last")
+                else None)
+    return earlier + [{"run": run.name, "command": train_command(options, run.name), "seed": options["seed"],
                        "img_size": options["img_size"], "epochs_run": len(history),
                        "kept_epoch": kept, "averaged_epochs": averaged, "keep": options.get("keep", "best"),
                        "data_weights": options.get("data_weights"),
-                       "augment": options.get("augment", "full")})
-        if not init:
-            return stages[::-1]
-        if earlier:
-            return earlier + stages[::-1]
-        run = Path(init).parent
-        if not (run / "train_options.json").is_file():
-            raise SystemExit(f"{init}: the model this run started from has no run folder beside it "
-                             "(train_options.json, history.json), so its training cannot be recorded")
+                       "augment": options.get("augment", "full"),
+                       "from": [earlier[-1]["run"]] if init else []}]
 
 
-def shipped_stages(model: Path) -> list[dict] | None:
-    """The training stages of a float model this script installed (``hairseg_edge/models``), read from
-    the model card beside it: its run folders may be long gone, and the file is a byte copy of the last
-    stage's model.keras, so fine-tuning the bundled model continues the card's lineage."""
+def _stages_of_model(model: Path, sha256: str | None, named_in: Path) -> list[dict]:
+    """The stages that made ``model``, which ``named_in`` names (with the digest it recorded, if any)."""
+    if sha256 and model.is_file() and file_sha256(model) != sha256:
+        raise SystemExit(f"{named_in}: {model} is no longer the model this run started from (its sha256 "
+                         "differs), so the run's training cannot be recorded; point it at a copy of that model")
+    shipped = shipped_stages(model)
+    if shipped:
+        return shipped
+    folder = model.parent
+    if not (folder / "train_options.json").is_file() and read_soup_record(folder) is None:
+        raise SystemExit(f"{model}: the model this run started from has no run folder beside it "
+                         "(train_options.json and history.json, or average.json), so its training cannot "
+                         "be recorded")
+    return _lineage(folder)
+
+
+def average_command(parents: list[str], weights: list[float], run_name: str) -> str:
+    """The ``hairseg-edge average`` command line that reproduces a soup from the runs it averaged."""
+    equal = max(weights) - min(weights) < 1e-9
+    return ("hairseg-edge average " + " ".join(f"runs/{p}/model.keras" for p in parents)
+            + ("" if equal else " --weights " + ",".join(f"{w:g}" for w in weights))
+            + f" --out runs/{run_name}")
+
+
+def read_soup_record(folder: Path) -> dict | None:
+    """``folder/average.json`` (written by ``hairseg-edge average``), or None when there is none."""
+    path = folder / AVERAGE_FILE
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def model_options(run: Path) -> dict:
+    """Architecture, input size, width, seed and data of ``run``'s model: its own train_options.json, or
+    for an average the first model it averaged (they share one architecture and input size)."""
+    if (run / "train_options.json").is_file():
+        return json.loads((run / "train_options.json").read_text())
+    record = read_soup_record(run)
+    if record is None:
+        raise SystemExit(f"{run}: neither a training run (train_options.json) nor an average (average.json)")
+    first = Path(record["models"][0]["path"])
+    card = shipped_card(first)
+    if card is not None:
+        tr = card["training"]
+        return {"arch": card["architecture"], "img_size": card["input_size"], "width": card["width"],
+                "seed": tr["seed"], "data": tr["data"], "data_weights": tr.get("data_weights")}
+    return model_options(first.parent)
+
+
+def shipped_card(model: Path) -> dict | None:
+    """The model card beside a float model this script installed (``hairseg_edge/models``), when the
+    card is that file's: cards since v16 name their float file's digest, and a float model swapped
+    under the card is not its model."""
     card_file = model.parent / CARD_JSON
     if model.name != FILES["float"] or not card_file.is_file():
         return None
     card = json.loads(card_file.read_text())
-    # Cards since v16 name their float file's digest: a float model swapped under the card is not its run.
     if card.get("float_sha256") not in (None, file_sha256(model)):
         return None
-    return card["training"]["stages"]
+    return card
 
 
-def file_sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+def shipped_stages(model: Path) -> list[dict] | None:
+    """The training stages of a float model this script installed, read from the model card beside it:
+    its run folders may be long gone, and the file is a byte copy of the last stage's model.keras, so
+    fine-tuning (or averaging) the bundled model continues the card's lineage."""
+    card = shipped_card(model)
+    return card["training"]["stages"] if card is not None else None
 
 
 def write_results(card: dict) -> None:
@@ -418,22 +487,41 @@ AUGMENT_PHRASES = {"full": "", "light": " with light augmentation",
 
 def _stages_text(tr: dict) -> str:
     stages = tr["stages"]
-    parts = [f"{'then ' if k else ''}{st['epochs_run']} epochs at {st['img_size']} px"
-             + (" from random weights" if k == 0 and len(stages) > 1 else "")
-             + (" starting from the previous run's model" if k else "")
-             + AUGMENT_PHRASES.get(st["augment"], f" with {st['augment']} augmentation")
-             + f" (seed {st['seed']}, "
-             + (f"kept the average of the weights of epochs {st['averaged_epochs'][0]}-"
-                f"{st['averaged_epochs'][1]})" if st.get("averaged_epochs")
-                else f"kept the last epoch, {st['kept_epoch']})" if st.get("keep") == "last"
-                else f"best epoch {st['kept_epoch']})")
-             for k, st in enumerate(stages)]
+    # Stages from before "from" was recorded each started from the one before them: a chain.
+    chain = all(st.get("from") in (None, [stages[k - 1]["run"]] if k else [])
+                for k, st in enumerate(stages))
+    parts = [_stage_text(k, st, stages, named=not chain) for k, st in enumerate(stages)]
     averaging = any(st.get("averaged_epochs") for st in stages)
     return ("Training: " + ", ".join(parts) + ". A stage's best epoch is the one with the best mean "
             "validation IoU over the three data sets."
             + (" An averaged stage (`--average-last`) held its learning rate over those epochs and keeps "
                "the mean of their weights, BatchNorm statistics included (stochastic weight averaging)."
                if averaging else ""))
+
+
+def _stage_text(k: int, st: dict, stages: list[dict], *, named: bool) -> str:
+    """One stage in the card's prose; ``named`` (a lineage that branches) prefixes each with its run."""
+    then = "then " if k else ""
+    label = f"{st['run']}: " if named else ""
+    if st.get("kind") == "average":
+        names = ", ".join(st["from"][:-1]) + " and " + st["from"][-1]
+        weights = st.get("weights") or []
+        mix = ("" if not weights or max(weights) - min(weights) < 1e-9
+               else " weighted " + " / ".join(f"{w:.2f}" for w in weights))
+        return (f"{then}{label}the mean of the weights of {names}{mix} (`hairseg-edge average`, BatchNorm "
+                "statistics included: a model soup)")
+    parents = st.get("from")
+    start = ("" if not k else " starting from the previous run's model"
+             if not parents or parents == [stages[k - 1]["run"]] else f" starting from {parents[0]}'s model")
+    return (f"{then}{label}{st['epochs_run']} epochs at {st['img_size']} px"
+            + (" from random weights" if k == 0 and len(stages) > 1 else "")
+            + start
+            + AUGMENT_PHRASES.get(st["augment"], f" with {st['augment']} augmentation")
+            + f" (seed {st['seed']}, "
+            + (f"kept the average of the weights of epochs {st['averaged_epochs'][0]}-"
+               f"{st['averaged_epochs'][1]})" if st.get("averaged_epochs")
+               else f"kept the last epoch, {st['kept_epoch']})" if st.get("keep") == "last"
+               else f"best epoch {st['kept_epoch']})"))
 
 
 def mislabelled_iou(models: dict[str, tuple[Path, str | None]], celeba: Path) -> dict:

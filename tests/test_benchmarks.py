@@ -482,3 +482,74 @@ def test_ship_card_cites_the_memorisation_probe_when_measured():
     assert "On the 6 validation photos whose hair label is plainly wrong" in text
     assert "(mean IoU 0.87 and 0.75)" in text and "(ours 0.55, MediaPipe's 0.38;" in text
     assert "figures are in-sample while ours are not" in text and "probably" not in text
+
+
+def test_ship_records_the_lineage_of_an_average_once_per_run(tmp_path):
+    """A soup (hairseg-edge average) of two fine-tunes of one run: the card lists the shared run once, each
+    branch, then the average's own command; a model changed since it was averaged, or two different runs
+    under one name, are refused rather than recorded wrongly."""
+    ship = _load("ship_default_model")
+    from hairseg_edge.imageio import file_sha256
+
+    runs = tmp_path / "runs"
+    base = {"data": ["/d/celebamask-hq-hair"], "arch": "fused_unet", "width": 0.75, "batch": 16, "lr": 0.001,
+            "seed": 1234, "patience": 10, "img_size": 224, "epochs": 2, "data_weights": [3, 2, 1]}
+
+    def run(name: str, **options) -> Path:
+        folder = runs / name
+        folder.mkdir(parents=True)
+        (folder / "train_options.json").write_text(json.dumps({**base, **options}))
+        (folder / "history.json").write_text(json.dumps([{"epoch": 1, "val_iou": 0.5},
+                                                         {"epoch": 2, "val_iou": 0.6}]))
+        (folder / "model.keras").write_bytes(name.encode())
+        return folder
+
+    root = run("root")
+    left = run("left", init_from=str(root / "model.keras"), augment="settle", seed=1)
+    right = run("right", init_from=str(root / "model.keras"), augment="wide", seed=2,
+                init_from_sha256=file_sha256(root / "model.keras"))
+    soup = runs / "soup"
+    soup.mkdir()
+    record = {"kind": "average", "input_size": 224, "models": [
+        {"path": str(left / "model.keras"), "sha256": file_sha256(left / "model.keras"), "weight": 0.5},
+        {"path": str(right / "model.keras"), "sha256": file_sha256(right / "model.keras"), "weight": 0.5}]}
+    (soup / "average.json").write_text(json.dumps(record))
+
+    stages = ship.training_stages(soup)
+    assert [st["run"] for st in stages] == ["root", "left", "right", "soup"]
+    assert stages[-1]["command"] == ("hairseg-edge average runs/left/model.keras runs/right/model.keras "
+                                     "--out runs/soup")
+    assert stages[-1]["from"] == ["left", "right"] and stages[2]["from"] == ["root"]
+    text = " ".join(ship._stages_text({"stages": stages}).split())
+    assert "then right: 2 epochs at 224 px starting from root's model" in text
+    assert "then soup: the mean of the weights of left and right (`hairseg-edge average`" in text
+    assert ship.model_options(soup)["arch"] == "fused_unet"  # from the first model it averaged
+
+    # Unequal weights appear in the command and the prose.
+    record["models"][1]["weight"] = 0.75
+    record["models"][0]["weight"] = 0.25
+    (soup / "average.json").write_text(json.dumps(record))
+    stages = ship.training_stages(soup)
+    assert "--weights 0.25,0.75 --out runs/soup" in stages[-1]["command"]
+    assert "left and right weighted 0.25 / 0.75" in ship._stages_text({"stages": stages})
+
+    (right / "model.keras").write_bytes(b"trained on since")  # not the model that was averaged
+    with pytest.raises(SystemExit, match="no longer the model this run started from"):
+        ship.training_stages(soup)
+    (right / "model.keras").write_bytes(b"right")
+    (root / "model.keras").write_bytes(b"another root")  # right recorded its start's digest, left did not
+    with pytest.raises(SystemExit, match="right/train_options.json: .* no longer the model"):
+        ship.training_stages(soup)
+    (root / "model.keras").write_bytes(b"root")
+
+    # Two branches whose ancestors are different runs with one folder name: refused, not merged.
+    other = tmp_path / "elsewhere" / "root"
+    other.mkdir(parents=True)
+    (other / "train_options.json").write_text(json.dumps({**base, "lr": 0.5}))
+    (other / "history.json").write_text((root / "history.json").read_text())
+    (other / "model.keras").write_bytes(b"root")
+    (left / "train_options.json").write_text(json.dumps({**base, "init_from": str(other / "model.keras")}))
+    record["models"][0]["sha256"] = file_sha256(left / "model.keras")
+    (soup / "average.json").write_text(json.dumps(record))
+    with pytest.raises(SystemExit, match="both named 'root'"):
+        ship.training_stages(soup)
