@@ -22,6 +22,7 @@ import importlib.metadata
 import json
 import os
 import platform
+import shlex
 import subprocess
 import sys
 import time
@@ -317,8 +318,9 @@ def machine_markdown(m: dict[str, Any]) -> str:
 
 
 def command_line(script: str, argv: Sequence[str] | None) -> str:
-    """How a results page names the command that made it: ``python benchmarks/<script> ARGS``."""
-    return f"python benchmarks/{Path(script).name} " + " ".join(argv or sys.argv[1:])
+    """How a results page names the command that made it: ``python benchmarks/<script> ARGS``, each argument
+    quoted as a shell needs it (model names such as ``"v17 (bundled)=FILE"`` hold spaces)."""
+    return f"python benchmarks/{Path(script).name} " + shlex.join(argv or sys.argv[1:])
 
 
 def report_markdown(title: str, result: dict[str, Any], about: str, headers: Sequence[str],
