@@ -510,9 +510,9 @@ def _stage_text(k: int, st: dict, stages: list[dict], *, named: bool) -> str:
                else " weighted " + " / ".join(f"{w:.2f}" for w in weights))
         return (f"{then}{label}the mean of the weights of {names}{mix} (`hairseg-edge average`, BatchNorm "
                 "statistics included: a model soup)")
-    parents = st.get("from")
-    start = ("" if not k else " starting from the previous run's model"
-             if not parents or parents == [stages[k - 1]["run"]] else f" starting from {parents[0]}'s model")
+    parent = (st.get("from") or [stages[k - 1]["run"]])[0] if k else None
+    start = ("" if parent is None else f" starting from {parent}'s model" if named
+             else " starting from the previous run's model")
     return (f"{then}{label}{st['epochs_run']} epochs at {st['img_size']} px"
             + (" from random weights" if k == 0 and len(stages) > 1 else "")
             + start
