@@ -28,11 +28,11 @@ from hairseg_edge.errors import InputError
 from hairseg_edge.imageio import atomic_path, file_sha256, write_text
 
 from .keras_compat import keras
+from .train import MODEL_FILE, STATE_FILE
 
 AVERAGE_FILE = "average.json"
-MODEL_FILE = "model.keras"
 #: A training run's own files: a soup never writes into a training run's folder.
-TRAINING_RUN_FILES = ("state.json", "train_options.json")
+TRAINING_RUN_FILES = (STATE_FILE, "train_options.json")
 
 
 @dataclass(frozen=True)
@@ -148,10 +148,3 @@ def _check_same_model(model: keras.Model, layout: list, size: int | None, path: 
         raise InputError(f"takes {_input_size(model)} px inputs, {first} takes {size} px; average models of one "
                          "input size", path)
 
-
-def read_record(folder: str | Path) -> dict | None:
-    """``folder/average.json`` when the folder holds a soup, else None."""
-    path = Path(folder) / AVERAGE_FILE
-    if not path.is_file():
-        return None
-    return json.loads(path.read_text(encoding="utf-8"))
