@@ -83,6 +83,7 @@ def test_averaging_the_bundled_model_with_a_copy_of_itself_changes_nothing(tmp_p
     ("bad weights", "--weights needs one number per model"),
     ("negative weight", "--weights must be >= 0"),
     ("training run", "holds a training run"),
+    ("out is a file", "is a file; --out names the folder"),
 ])
 def test_bad_average_is_one_line_exit_2_and_writes_nothing(tmp_path, case, message):
     a = _model(tmp_path / "a.keras", 1)
@@ -93,11 +94,15 @@ def test_bad_average_is_one_line_exit_2_and_writes_nothing(tmp_path, case, messa
     if case == "training run":
         out.mkdir()
         (out / "state.json").write_text("{}")
+    if case == "out is a file":
+        out.write_text("mine")
     result = CliRunner().invoke(app, ["average", *models, "--out", str(out), *extra])
     assert result.exit_code == 2, result.output
     assert message in result.output
     assert "Traceback" not in result.output and len(result.output.strip().splitlines()) <= 2
     assert not (out / "model.keras").exists() and not (out / "average.json").exists()
+    if case == "out is a file":
+        assert out.read_text() == "mine"  # what the user gave is left as it was
     if case in ("other width", "other arch", "other input size", "missing", "not a model"):
         assert str(b) in " ".join(result.output.split())  # names the model that is wrong
 

@@ -102,6 +102,8 @@ def average_models(models: Sequence[str | Path], out: str | Path, weights: Seque
         raise InputError("a model is named twice; use --weights to count one model more")
     mix = normalise_weights(weights, len(paths))
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise InputError("is a file; --out names the folder for the averaged model", out)
     for name in TRAINING_RUN_FILES:
         if (out / name).exists():
             raise InputError(f"holds a training run ({name}); give the average its own --out folder", out)
