@@ -28,7 +28,7 @@ from hairseg_edge.errors import InputError
 from hairseg_edge.imageio import atomic_path, file_sha256, write_text
 
 from .keras_compat import keras
-from .train import MODEL_FILE, STATE_FILE
+from .train import MODEL_FILE, STATE_FILE, _reason
 
 AVERAGE_FILE = "average.json"
 #: A training run's own files: a soup never writes into a training run's folder.
@@ -62,8 +62,7 @@ def _load(path: Path) -> keras.Model:
             warnings.simplefilter("ignore")
             return keras.models.load_model(path, safe_mode=True, compile=False)
     except Exception as exc:  # OSError from h5py, ValueError, zipfile errors, ...
-        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
-        raise InputError(f"not a readable Keras model ({reason})", path) from None
+        raise InputError(f"not a readable Keras model ({_reason(exc)})", path) from None
 
 
 def _layout(model: keras.Model) -> list[tuple[str, tuple[int, ...]]]:
