@@ -1,4 +1,5 @@
-"""Tests of the benchmark scripts (arch_study, sweep, train_cost, ship_default_model, scale_robustness, resample_cost).
+"""Tests of the benchmark scripts (arch_study, sweep, train_cost, ship_default_model, scale_robustness,
+resample_cost, threshold, label_noise, loss_targets).
 
 The fast tests check the scripts' own logic (Pareto front, option parsing, the fixed validation id
 list, the cache location). The slow ones run each script end to end at toy scale on a synthetic data
@@ -553,3 +554,71 @@ def test_ship_records_the_lineage_of_an_average_once_per_run(tmp_path):
     (soup / "average.json").write_text(json.dumps(record))
     with pytest.raises(SystemExit, match="both named 'root'"):
         ship.training_stages(soup)
+
+
+def test_loss_targets_ceiling_orders_the_maps_and_guards_its_results(tmp_path, monkeypatch):
+    """loss_targets.py ceiling: a label round-tripped through 224 px area shares comes back nearer itself
+    than through nearest sampling, and the head's 112 px loses more than 224 px; replacing the ceiling
+    needs --force; ids absent from the data or a model that is not a .keras file are exit 2."""
+    from hairseg_edge.synth import make_dataset
+
+    lt = _load("loss_targets")
+    data = make_dataset(tmp_path / "faces", n=4, size=[(256, 256)], seed=5)
+    ids = sorted(p.stem for p in (data / "images").iterdir())
+    val = tmp_path / "val.txt"
+    val.write_text("\n".join(ids) + "\n")
+    iou = lt.ceiling(data, val)
+    near, area, head_near, head_area = (iou[k] for k in (
+        "224 px, nearest (today's targets)", "224 px, area share (soft targets)",
+        "112 px head, nearest", "112 px head, area share"))
+    assert 0.9 < near < area <= 1.0 and head_near < near and head_area < area and head_near < head_area
+
+    monkeypatch.setattr(lt, "OUT_JSON", tmp_path / "results" / "loss_targets.json")
+    monkeypatch.setattr(lt, "OUT_MD", tmp_path / "results" / "loss_targets.md")
+    args = ["ceiling", "--data", str(data), "--ids", str(val)]
+    assert lt.main(args) == 0
+    assert "| 224 px, area share (soft targets) |" in lt.OUT_MD.read_text()
+    before = lt.OUT_JSON.read_bytes()
+    assert lt.main(args) == 2 and lt.OUT_JSON.read_bytes() == before  # not replaced unasked
+    assert lt.main([*args, "--force"]) == 0
+    other = tmp_path / "other.txt"
+    other.write_text("not-an-id\n")
+    assert lt.main(["ceiling", "--data", str(data), "--ids", str(other), "--force"]) == 2
+    assert lt.main(["evaluate", f"x={tmp_path / 'missing.keras'}", "--data-root", str(tmp_path)]) == 2
+
+
+def test_loss_targets_variants_change_the_loss_and_the_targets_as_stated(monkeypatch):
+    """The lovasz variant's loss is BCE plus the Lovasz extension, which equals the Jaccard loss 1 - IoU at
+    a binary prediction (Berman et al. 2018); the soft variant's targets hold each pixel's share of hair,
+    in the letterbox and in the camera-style resize alike. Both are undone after the test."""
+    import cv2
+
+    import hairseg_edge.training.pipeline as pipeline
+    import hairseg_edge.training.train as train
+    from hairseg_edge import contract
+
+    lt = _load("loss_targets")
+    for module, name in ((train, "BceDiceLoss"), (contract, "letterbox_mask"), (pipeline, "cv2")):
+        monkeypatch.setattr(module, name, getattr(module, name))  # monkeypatch restores the original
+    lt.patch_lovasz()
+    lt.patch_soft_targets()
+
+    rng = np.random.default_rng(0)
+    truth = (rng.random((2, 16, 16, 1)) > 0.6).astype(np.float32)
+    pred = (rng.random((2, 16, 16, 1)) > 0.5).astype(np.float32)
+    loss = train.BceDiceLoss()
+    assert loss.name == "bce_lovasz"
+    from hairseg_edge.training.keras_compat import keras
+
+    bce = float(keras.backend.binary_crossentropy(truth, np.clip(pred, 1e-6, 1 - 1e-6)).numpy().mean())
+    jaccard_loss = 1.0 - (truth * pred).sum() / np.maximum(truth, pred).sum()
+    assert float(loss(truth, pred)) - bce == pytest.approx(jaccard_loss, abs=1e-4)
+    assert float(loss(truth, truth)) < 1e-4  # a perfect prediction costs nothing
+
+    edge = np.zeros((256, 256), np.uint8)
+    edge[:, :101] = 1
+    target = pipeline.prepare_pair(np.zeros((256, 256, 3), np.uint8), edge, 224)[1][..., 0]
+    assert target.min() == 0.0 and target.max() == 1.0 and 0.0 < target[0, 88] < 1.0
+    assert target[0].sum() == pytest.approx(101 * 224 / 256, abs=1e-3)  # the hair's area is kept
+    shrunk = pipeline.cv2.resize(edge, (224, 224), interpolation=cv2.INTER_NEAREST_EXACT)
+    assert shrunk.dtype == np.float32 and np.allclose(shrunk, target)
