@@ -57,7 +57,15 @@ def core_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     with zipfile.ZipFile(wheel) as archive:
         top_level = {name.split("/")[0] for name in archive.namelist()}
+        info = next(name.split("/")[0] for name in archive.namelist() if name.endswith(".dist-info/METADATA"))
+        metadata = archive.read(f"{info}/METADATA").decode()
+        weights_terms = archive.read(f"{info}/licenses/LICENSE-WEIGHTS.md").decode()
+        splits = [name for name in archive.namelist() if name.startswith("hairseg_edge/splits/")]
     assert not top_level & {"training", "export"}, f"generic top-level packages in the wheel: {top_level}"
+    # The wheel's metadata says what the README and the model card say: MIT code, research-only weights.
+    assert "License-Expression: MIT AND LicenseRef-hairseg-edge-weights-noncommercial-research" in metadata
+    assert "License-File: LICENSE-WEIGHTS.md" in metadata and "non-commercial research" in weights_terms
+    assert len(splits) == 4  # the recorded validation ids travel with the package
 
     venv = work / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300, env=_env())
