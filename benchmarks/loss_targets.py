@@ -41,8 +41,9 @@ import _common as C  # benchmarks/ is on sys.path when this script runs
 import cv2
 import numpy as np
 
-from hairseg_edge.data import iter_samples, open_dataset, read_id_list
+from hairseg_edge.data import iter_samples
 from hairseg_edge.errors import InputError
+from hairseg_edge.evaluate import select_dataset
 from hairseg_edge.imageio import write_text
 from hairseg_edge.metrics import SegmentationMeter
 
@@ -57,10 +58,7 @@ def ceiling(data: Path, ids_file: Path = VAL_IDS) -> dict[str, float]:
     """Global IoU of the label against itself passed through a map of lower resolution: resized down
     (nearest-centre or area), for the head also through 112 px and the model's own x2 bilinear upsampling,
     then up to the label's size bilinearly and cut at 0.5, as the runtime does with a model's output."""
-    ids = set(read_id_list(ids_file))
-    samples = [s for s in open_dataset(data).samples if s.id in ids]
-    if not samples:
-        raise InputError(f"none of the ids in {ids_file.name} is in the data set", data)
+    samples = select_dataset(data, ids_file=ids_file).samples  # every listed id must be in the data set
     cases = {"224 px, nearest (today's targets)": (MODEL_SIZE, cv2.INTER_NEAREST_EXACT),
              "224 px, area share (soft targets)": (MODEL_SIZE, cv2.INTER_AREA),
              "112 px head, nearest": (MODEL_SIZE // 2, cv2.INTER_NEAREST_EXACT),
