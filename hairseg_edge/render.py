@@ -15,6 +15,7 @@ numpy + OpenCV only (a device module).
 
 from __future__ import annotations
 
+import inspect
 import re
 
 import cv2
@@ -207,3 +208,22 @@ def draw_label(rgb: np.ndarray, text: str) -> np.ndarray:
 def mask_to_uint8(mask: np.ndarray) -> np.ndarray:
     """A boolean hair mask -> uint8 0/255, as written to ``<stem>_mask.png``."""
     return np.where(np.asarray(mask, dtype=bool), np.uint8(255), np.uint8(0))
+
+
+def recolor_settings() -> dict[str, object]:
+    """What a re-implementation of :func:`recolor` outside Python needs, as JSON-ready values.
+
+    The web example (``examples/web``, written to its ``build/palette.json`` by ``make web``) reads
+    this instead of keeping its own copy of the palette, so the page and ``run --recolor`` cannot drift
+    apart: the named colours, the gain limits, the weight below which a pixel is left alone, and
+    :func:`recolor`'s default threshold and strength.
+    """
+    defaults = inspect.signature(recolor).parameters
+    return {
+        "colors": {name: [int(c) for c in rgb] for name, rgb in HAIR_COLORS.items()},
+        "min_gain": float(_MIN_GAIN),
+        "max_gain": float(_MAX_GAIN),
+        "min_weight": float(_MIN_WEIGHT),
+        "threshold": float(defaults["threshold"].default),
+        "strength": float(defaults["strength"].default),
+    }
