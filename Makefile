@@ -13,6 +13,8 @@ help:
 	@echo "make test   - install with the test extras and run every test not marked slow"
 	@echo "make test-slow - the slow tests (fresh installs, MediaPipe, soak)"
 	@echo "make check-arm64 - the Raspberry Pi (arm64) stack under qemu emulation"
+	@echo "make web    - set up the browser example (examples/web) and serve it on http://127.0.0.1:8000/"
+	@echo "make check-web - that page in headless Chromium, its masks checked against hairseg-edge run"
 
 $(PY):
 	@PY_BIN=$$(sh scripts/find_python.sh) || exit 2; \
@@ -65,3 +67,25 @@ bench-cost: $(VENV)/.installed-train-test
 
 bench-sweep: $(VENV)/.installed-train-test
 	$(PY) benchmarks/sweep.py --force $(SWEEP_ARGS)
+
+# ---- web (issue 26) ----------------------------------------------------------------------------------
+# The bundled model in a browser page through MediaPipe's @mediapipe/tasks-vision (WebAssembly), pinned
+# in examples/web/package-lock.json and installed by `npm ci` into examples/web/node_modules (ignored;
+# no CDN at run time). `make web` writes examples/web/build/ (the model, its input size, the recolour
+# palette from hairseg_edge.render) and serves the folder on 127.0.0.1 (WEB_PORT, default 8000).
+# `make check-web` drives Debian's chromium + chromedriver headless with Selenium (pinned here, into
+# .venv: the only user of it, so it is not in a pyproject extra) and compares the page's masks with
+# `hairseg-edge run`'s; see scripts/check_web.py -h. More options: make check-web WEB_ARGS="--per-set 5".
+.PHONY: web check-web
+WEB_PORT ?= 8000
+WEB_ARGS ?=
+SELENIUM_VERSION := 4.43.0
+$(VENV)/.installed-web: pyproject.toml | $(PY)
+	$(PIP) install -q -e . "selenium==$(SELENIUM_VERSION)"
+	@touch $@
+
+web: $(VENV)/.installed-web
+	@$(PY) scripts/serve_web.py --port $(WEB_PORT)
+
+check-web: $(VENV)/.installed-web
+	@$(PY) scripts/check_web.py $(WEB_ARGS)

@@ -321,8 +321,12 @@ def check(args: argparse.Namespace) -> list[Agreement]:
     except ImportError:
         raise UsageError("selenium is not installed in this Python: run `make check-web`, which "
                          "installs it into .venv") from None
+    from hairseg_edge.errors import HairsegError
+
     try:
         serve_web.prepare(quiet=True)
+    except HairsegError as err:
+        raise CheckFailed(f"web: {err}") from None
     except serve_web.SetupError as err:
         if shutil.which("npm") is None:
             raise Skip(str(err)) from None

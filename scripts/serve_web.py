@@ -80,8 +80,8 @@ def _write_atomic(path: Path, data: bytes) -> None:
         raise
 
 
-def build_files(model: Path | None = None) -> dict[str, Path]:
-    """Write build/: the model, model.json and palette.json. Returns their paths by name."""
+def build_files(model: Path | None = None, build_dir: Path = BUILD_DIR) -> dict[str, Path]:
+    """Write ``build_dir`` (build/): the model, model.json and palette.json; their paths by name."""
     from hairseg_edge.contract import quantized_threshold
     from hairseg_edge.models import default_model_path
     from hairseg_edge.render import recolor_settings
@@ -99,9 +99,9 @@ def build_files(model: Path | None = None) -> dict[str, Path]:
     if spec.scale and not spec.per_channel:
         output.update(scale=float(spec.scale), zero_point=int(spec.zero_point),
                       integer_threshold=quantized_threshold(threshold, spec.scale, spec.zero_point))
-    BUILD_DIR.mkdir(parents=True, exist_ok=True)
-    paths = {"model": BUILD_DIR / "hairseg_int8.tflite", "model.json": BUILD_DIR / "model.json",
-             "palette.json": BUILD_DIR / "palette.json"}
+    build_dir.mkdir(parents=True, exist_ok=True)
+    paths = {"model": build_dir / "hairseg_int8.tflite", "model.json": build_dir / "model.json",
+             "palette.json": build_dir / "palette.json"}
     _write_atomic(paths["model"], model.read_bytes())
     info = {"file": paths["model"].name, "input_size": size, "output": output, "source": model.name}
     _write_atomic(paths["model.json"], (json.dumps(info, indent=2) + "\n").encode())
@@ -140,9 +140,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=int(os.environ.get("WEB_PORT", DEFAULT_PORT)))
     parser.add_argument("--prepare-only", action="store_true", help="set up, do not serve")
     args = parser.parse_args(argv)
+    from hairseg_edge.errors import HairsegError
+
     try:
         prepare()
-    except SetupError as err:
+    except (SetupError, HairsegError) as err:
         print(f"web: {err}", file=sys.stderr)
         return 2
     if args.prepare_only:
