@@ -29,7 +29,10 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
+import json
 import os
+import platform
 import shutil
 import statistics
 import subprocess
@@ -82,6 +85,7 @@ class Agreement:
     web_hair: int
     run_hair: int
     segment_ms: float
+    size: str = ""  # "WxH"
 
 
 # ---- pure logic (tests/test_web.py) ------------------------------------------------------------------
@@ -109,7 +113,7 @@ def compare(name: str, web_mask: np.ndarray, run_mask: np.ndarray, segment_ms: f
         raise CheckFailed(f"web: {name}: the page's mask is {web_mask.shape[1]}x{web_mask.shape[0]}, "
                           f"run's is {run_mask.shape[1]}x{run_mask.shape[0]}")
     return Agreement(name, iou(web_mask, run_mask), int(web_mask.sum()), int(run_mask.sum()),
-                     segment_ms)
+                     segment_ms, f"{web_mask.shape[1]}x{web_mask.shape[0]}")
 
 
 def summary_line(results: Sequence[Agreement]) -> str:
@@ -311,6 +315,77 @@ def run_masks(photos: Sequence[Path], folder: Path) -> dict[Path, np.ndarray]:
     return {photo: read_mask(out / f"{stem}_mask.png") > 0 for photo, stem in names.items()}
 
 
+def native_bench(folder: Path, runs: int = 100) -> dict:
+    """``hairseg-edge bench`` of the bundled model (LiteRT, 1 thread, invoke only), in this run."""
+    out = folder / "bench.json"
+    done = subprocess.run([sys.executable, "-m", "hairseg_edge", "bench", "--runs", str(runs),
+                           "--json", str(out)], capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["no message"])[-1]
+        raise CheckFailed(f"web: hairseg-edge bench failed (exit {done.returncode}): {last}")
+    return json.loads(out.read_text())[0]
+
+
+def machine_and_versions(chromium: str) -> tuple[str, str]:
+    """'AMD EPYC ..., 2 cores' and the versions that matter for these numbers."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    cpu = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    browser = subprocess.run([chromium, "--version"], capture_output=True, text=True, check=False)
+    package = json.loads((serve_web.VISION_PACKAGE / "package.json").read_text())
+    versions = [browser.stdout.strip() or "chromium (version unknown)",
+                f"@mediapipe/tasks-vision {package['version']}",
+                f"python {platform.python_version()}"]
+    for name in ("hairseg-edge", "ai-edge-litert", "selenium"):
+        with contextlib.suppress(PackageNotFoundError):
+            versions.append(f"{name} {version(name)}")
+    return f"{cpu}, {os.cpu_count()} cores", ", ".join(versions)
+
+
+def write_results(path: Path, results: Sequence[Agreement], frame_ms: Sequence[float], bench: dict,
+                  chromium: str) -> None:
+    """A results table (markdown) with the browser and the native numbers of this one run."""
+    machine, versions = machine_and_versions(chromium)
+    wasm = statistics.median(r.segment_ms for r in results)
+    lines = [
+        f"# The bundled model in the browser vs native ({time.strftime('%Y-%m-%d')})",
+        "",
+        f"Machine: {machine}; {versions}",
+        "",
+        "Written by `make check-web WEB_ARGS=\"--results benchmarks/results/web_wasm.md\"` "
+        "(scripts/check_web.py): all numbers from one run. Browser: headless Chromium, MediaPipe "
+        "`ImageSegmenter` (WebAssembly, CPU delegate, IMAGE mode) on the page's letterboxed model "
+        "input: `segment()` (with MediaPipe's image upload and mask copy), the median over the photos "
+        "of each photo's median of `--repeats` calls; the page's clock ticks in 0.1 ms steps (no "
+        "cross-origin isolation). The whole frame adds the page's JavaScript letterbox, resize back "
+        "and recolour at the photo's size (first pass per photo). Native: `hairseg-edge bench` "
+        "(LiteRT + XNNPACK, 1 thread, invoke only).",
+        "",
+        "| runtime | what is timed | p50 ms |",
+        "| --- | --- | --- |",
+        f"| browser (wasm) | `segment()` | {wasm:.2f} |",
+        f"| browser (wasm) | whole frame in the page | {statistics.median(frame_ms):.2f} |",
+        f"| native LiteRT | `hairseg-edge bench` invoke | {bench['p50_ms']:.2f} |",
+        "",
+        "| photo | size | IoU with `hairseg-edge run` | hair pixels (page / run) | segment ms | "
+        "whole frame ms |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for r, ms in zip(results, frame_ms):
+        lines.append(f"| {r.name} | {r.size} | {r.iou:.4f} | {r.web_hair} / {r.run_hair} | "
+                     f"{r.segment_ms:.2f} | {ms:.1f} |")
+    lines += ["", summary_line(results), ""]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text("\n".join(lines))
+    os.replace(tmp, path)
+
+
 # ---- main ----------------------------------------------------------------------------------------------
 
 
@@ -334,6 +409,7 @@ def check(args: argparse.Namespace) -> list[Agreement]:
 
     photos = [SAMPLE, *args.images, *validation_photos(data_dirs_from_env(), args.per_set)]
     results: list[Agreement] = []
+    frame_ms: list[float] = []
     with tempfile.TemporaryDirectory(prefix="hairseg-check-web-") as tmp:
         folder = Path(tmp)
         reference = run_masks(photos, folder)
@@ -351,6 +427,7 @@ def check(args: argparse.Namespace) -> list[Agreement]:
                                               args.repeats)
                 result = compare(photo.name, web_mask, reference[photo], statistics.median(times))
                 results.append(result)
+                frame_ms.append(float(last["frameMs"]))
                 print(f"web: {photo.name}: {last['width']}x{last['height']}, IoU {result.iou:.4f} "
                       f"(hair pixels {result.web_hair} in the page, {result.run_hair} from run), "
                       f"segment {result.segment_ms:.1f} ms, whole frame {last['frameMs']:.1f} ms",
@@ -369,6 +446,13 @@ def check(args: argparse.Namespace) -> list[Agreement]:
             driver.quit()
             server.shutdown()
             server.server_close()
+        bench = native_bench(folder)
+        print(f"web: native, same machine and run: hairseg-edge bench p50 {bench['p50_ms']:.2f} ms "
+              f"(LiteRT, 1 thread) against the page's segment() "
+              f"{statistics.median(r.segment_ms for r in results):.2f} ms (wasm)", flush=True)
+        if args.results is not None:
+            write_results(args.results, results, frame_ms, bench, chromium)
+            print(f"web: results table: {args.results}", flush=True)
     return results
 
 
@@ -389,6 +473,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=90.0, help="seconds per page step")
     parser.add_argument("--screenshot", type=Path, default=DEFAULT_SCREENSHOT,
                         help="where to save the page's screenshot (PNG)")
+    parser.add_argument("--results", type=Path, default=None,
+                        help="also write a results table (markdown) here, e.g. "
+                             "benchmarks/results/web_wasm.md")
     parser.add_argument("--no-skip", action="store_true", help="a skip is a failure (exit 1)")
     args = parser.parse_args(argv)
     for photo in args.images:
@@ -397,6 +484,8 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     args.images = [p.resolve() for p in args.images]
     args.screenshot = args.screenshot.resolve()
+    if args.results is not None:
+        args.results = args.results.resolve()
     try:
         results = check(args)
     except Skip as why:
