@@ -259,11 +259,10 @@ def check_live(driver, frames: int, timeout: float) -> float:
     """Start the webcam mode (Chromium's fake camera), let ``frames`` frames through, stop it."""
     from selenium.webdriver.common.by import By
 
-    start = driver.execute_script("return window.hairseg.seq;")
+    start, messages = driver.execute_script("return [window.hairseg.seq, window.hairseg.messageSeq];")
     driver.find_element(By.ID, "camera").click()
     wait_for(driver, f"(window.hairseg.last && window.hairseg.last.mode === 'VIDEO' && "
-                     f"window.hairseg.seq >= {start + frames}) || window.hairseg.messageSeq > 0 && "
-                     f"document.getElementById('message').hidden === false",
+                     f"window.hairseg.seq >= {start + frames}) || window.hairseg.messageSeq > {messages}",
              timeout, f"{frames} webcam frames")
     state = driver.execute_script("return window.hairseg;")
     driver.find_element(By.ID, "camera").click()
