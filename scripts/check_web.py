@@ -14,7 +14,9 @@ opens the example page (examples/web, served from 127.0.0.1 by this script) wher
 
 It also checks that a file which is not an image gets a visible message on the page, and that the
 live webcam mode runs on Chromium's fake camera. It saves a screenshot of the page showing the
-recoloured sample photo (``--screenshot``; default examples/web/build/screenshot.png, git-ignored).
+recoloured sample photo (``--screenshot``; default examples/web/build/screenshot.png, git-ignored),
+and with ``--results FILE.md`` a results table (and FILE.json) with ``hairseg-edge bench`` of the same
+run beside the browser's times. An existing --screenshot/--results file is kept unless ``--force``.
 
 The last line reads ``web: agreement IoU X.XXXX over N images, Y.Y ms/frame (wasm)``: the mean of the
 per-image IoUs, and the median ``segment()`` time. Exit codes: 0 passed or skipped; 1 the agreement
@@ -30,6 +32,7 @@ from __future__ import annotations
 import argparse
 import base64
 import contextlib
+import dataclasses
 import json
 import os
 import platform
@@ -356,7 +359,7 @@ def write_results(path: Path, results: Sequence[Agreement], frame_ms: Sequence[f
         "",
         f"Machine: {machine}; {versions}",
         "",
-        "Written by `make check-web WEB_ARGS=\"--results benchmarks/results/web_wasm.md\"` "
+        "Written by `make check-web WEB_ARGS=\"--results benchmarks/results/web_wasm.md --force\"` "
         "(scripts/check_web.py): all numbers from one run. Browser: headless Chromium, MediaPipe "
         "`ImageSegmenter` (WebAssembly, CPU delegate, IMAGE mode) on the page's letterboxed model "
         "input: `segment()` (with MediaPipe's image upload and mask copy), the median over the photos "
@@ -383,6 +386,15 @@ def write_results(path: Path, results: Sequence[Agreement], frame_ms: Sequence[f
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text("\n".join(lines))
     os.replace(tmp, path)
+    # The same numbers for scripts, next to the table (as the other benchmarks/results files).
+    record = {"date": time.strftime("%Y-%m-%d"), "machine": machine, "versions": versions,
+              "wasm_segment_p50_ms": wasm, "page_frame_p50_ms": statistics.median(frame_ms),
+              "native_bench": bench, "summary": summary_line(results),
+              "photos": [{**dataclasses.asdict(r), "frame_ms": ms} for r, ms in zip(results, frame_ms)]}
+    json_path = path.with_suffix(".json")
+    tmp = json_path.with_name(f".{json_path.name}.tmp")
+    tmp.write_text(json.dumps(record, indent=2) + "\n")
+    os.replace(tmp, json_path)
 
 
 # ---- main ----------------------------------------------------------------------------------------------
@@ -470,11 +482,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--live-frames", type=int, default=10,
                         help="webcam frames to run on the fake camera (0 = skip the live check)")
     parser.add_argument("--timeout", type=float, default=90.0, help="seconds per page step")
-    parser.add_argument("--screenshot", type=Path, default=DEFAULT_SCREENSHOT,
-                        help="where to save the page's screenshot (PNG)")
+    parser.add_argument("--screenshot", type=Path, default=None,
+                        help="where to save the page's screenshot (PNG; default "
+                             "examples/web/build/screenshot.png, replaced on every run)")
     parser.add_argument("--results", type=Path, default=None,
                         help="also write a results table (markdown) here, e.g. "
                              "benchmarks/results/web_wasm.md")
+    parser.add_argument("--force", action="store_true",
+                        help="replace an existing --screenshot or --results file")
     parser.add_argument("--no-skip", action="store_true", help="a skip is a failure (exit 1)")
     args = parser.parse_args(argv)
     for photo in args.images:
@@ -482,7 +497,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"web: {photo}: no such file", file=sys.stderr)
             return 2
     args.images = [p.resolve() for p in args.images]
-    args.screenshot = args.screenshot.resolve()
+    for given in (args.screenshot, args.results):
+        if given is not None and given.exists() and not args.force:
+            print(f"web: {given}: exists; add --force to replace it", file=sys.stderr)
+            return 2
+    args.screenshot = (args.screenshot or DEFAULT_SCREENSHOT).resolve()
     if args.results is not None:
         args.results = args.results.resolve()
     try:

@@ -324,3 +324,13 @@ def test_check_refuses_a_missing_extra_photo_with_exit_2(check_web, capsys, tmp_
     assert check_web.main(["--images", str(tmp_path / "nope.jpg")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "nope.jpg" in err
+
+
+def test_check_keeps_an_existing_screenshot_or_results_file_without_force(check_web, capsys, tmp_path):
+    for option in ("--screenshot", "--results"):
+        existing = tmp_path / f"given{option.strip('-')}.out"
+        existing.write_bytes(b"keep me")
+        assert check_web.main([option, str(existing)]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and existing.name in err and "--force" in err
+        assert existing.read_bytes() == b"keep me"
