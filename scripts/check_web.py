@@ -138,6 +138,8 @@ def validation_photos(data_dirs: Sequence[Path], per_set: int) -> list[Path]:
     """
     photos: list[Path] = []
     seen: set[Path] = set()
+    if per_set < 1:
+        return photos
     for folder in data_dirs:
         folder = Path(folder)
         images = folder / "images"
@@ -476,7 +478,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--images", type=Path, nargs="*", default=[],
                         help="more photos to compare (besides the sample and validation photos)")
     parser.add_argument("--per-set", type=int, default=2,
-                        help="validation photos per data set found (default 2)")
+                        help="validation photos per data set found (default 2; 0 = none)")
     parser.add_argument("--min-iou", type=float, default=MIN_IOU)
     parser.add_argument("--repeats", type=int, default=7, help="segment() timings per photo")
     parser.add_argument("--live-frames", type=int, default=10,

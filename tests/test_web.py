@@ -309,6 +309,7 @@ def test_validation_photos_follow_the_recorded_split(check_web, tmp_path):
         (own / name).write_bytes(b"x")
     chosen = check_web.validation_photos([figaro.parent, own.parent, figaro.parent], per_set=2)
     assert [p.name for p in chosen] == [f"{ids[1]}.jpg", f"{ids[2]}.jpg", "a.jpg", "b.png"]
+    assert check_web.validation_photos([figaro.parent, own.parent], per_set=0) == []
 
 
 def test_check_without_a_browser_and_without_root_skips_in_one_line(check_web, monkeypatch, capsys):
