@@ -38,7 +38,7 @@ test-slow: $(VENV)/.installed-train-test
 	$(PY) -m pytest -m slow
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info $(OUT) .pytest_cache
+	rm -rf $(VENV) build dist *.egg-info $(OUT) .pytest_cache examples/web/node_modules examples/web/build
 
 # ---- check-arm64 (issue 9) ------------------------------------------------------------------------
 # The Raspberry Pi path on arm64 under qemu emulation: a Debian bookworm arm64 root (cached outside the
