@@ -8,6 +8,7 @@ model leaves here with the preprocessing contract embedded in its metadata
 from __future__ import annotations
 
 import gzip
+import sys
 import warnings
 from collections.abc import Callable, Iterator
 
@@ -15,6 +16,7 @@ import numpy as np
 
 from hairseg_edge.contract import Contract
 from hairseg_edge.errors import InputError
+from hairseg_edge.runtime import _native_stderr, native_verbose
 from hairseg_edge.tflite_meta import embed_contract
 from hairseg_edge.training.keras_compat import keras, tf
 
@@ -53,8 +55,23 @@ def convert(model: keras.Model, spec: VariantSpec, *, io: IOType = IOType.UINT8,
         # The int8 converter warns about "statistics for quantized inputs" even though the
         # representative data set supplies them; it is harmless (see KNOWN-GROUND) and confusing.
         warnings.filterwarnings("ignore", message="Statistics for quantized inputs were expected")
-        model_bytes = converter.convert()
+        # The converter's C++ side logs "fully_quantize: 0, inference_type: 6, ..." and MLIR pass
+        # notes on fd 2: kept from the user unless `hairseg-edge -v`, but never lost on failure.
+        native: list[str] = []
+        try:
+            with _native_stderr() as native:
+                model_bytes = converter.convert()
+        except Exception:
+            _echo(native, always=True)
+            raise
+        _echo(native)
     return embed_contract(model_bytes, Contract(input_size=input_size_of(model)))
+
+
+def _echo(lines: list[str], *, always: bool = False) -> None:
+    if always or native_verbose():
+        for line in lines:
+            print(line, file=sys.stderr)
 
 
 def gzip_size(data: bytes) -> int:

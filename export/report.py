@@ -211,26 +211,21 @@ class ExportReport:
         lines += ["", "## Versions", ", ".join(f"{k} {v}" for k, v in self.versions.items()), ""]
         return "\n".join(lines)
 
-    def rich_table(self) -> Any:
-        """A :class:`rich.table.Table` of the float original and the variants."""
-        from rich import box
-        from rich.table import Table
-
+    def terminal_table(self) -> tuple[str, list[str], list[list[str]]]:
+        """Title (Rich markup), short headers and rows of the float original and the variants, for
+        the CLI's table printer (which fits them to the terminal)."""
         verdict = "[green]passed[/]" if self.gate.passed else "[red]FAILED[/]"
-        table = Table(title=f"export: gate {verdict} ({self.gate.mode})", box=box.SIMPLE_HEAD,
-                      pad_edge=False, collapse_padding=True)
         short = {"size KB": "KB", "size vs float": "size", "gzip KB": "gzip", "sparsity": "sparse",
                  "agreement IoU": "agree", "max prob diff": "max dp", "speed-up": "speed"}
-        for i, header in enumerate(self._headers(terminal=True)):
-            table.add_column(short.get(header, header), justify="left" if i < 2 else "right",
-                             no_wrap=True)
+        headers = [short.get(h, h) for h in self._headers(terminal=True)]
+        rows = []
         for cells in self._rows(terminal=True):
             if cells[1] == REJECTED:
                 cells[1] = f"[red]{REJECTED}[/]"
             elif cells[1] == "reference":
                 cells[1] = "ref"
-            table.add_row(*cells)
-        return table
+            rows.append(cells)
+        return f"export: gate {verdict} ({self.gate.mode})", headers, rows
 
     # -- saving and checking ---------------------------------------------------------------------
 

@@ -113,6 +113,15 @@ def find_backend(name: str | None = None) -> Backend:
     )
 
 
+#: Set (by ``hairseg-edge -v``) to pass native libraries' log lines through instead of hiding them.
+VERBOSE_ENV = "HAIRSEG_VERBOSE"
+
+
+def native_verbose() -> bool:
+    """Whether the user asked to see native libraries' chatter (``hairseg-edge -v``)."""
+    return os.environ.get(VERBOSE_ENV, "") not in ("", "0")
+
+
 @contextlib.contextmanager
 def _native_stderr() -> Iterator[list[str]]:
     """Capture what native code writes to file descriptor 2 while loading a model.

@@ -16,7 +16,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ star
 # TensorFlow 2.21 logs its start-up through absl on file descriptor 2 whatever TF_CPP_MIN_LOG_LEVEL
 # says (oneDNN, "Could not find cuda drivers"): six lines before every train/export message, even
 # a one-line error. Capture fd 2 during the import, drop that chatter and pass anything else on.
-from hairseg_edge.runtime import _native_stderr  # noqa: E402
+from hairseg_edge.runtime import _native_stderr, native_verbose  # noqa: E402
 
 _STARTUP_NOISE = ("All log messages before absl::InitializeLog()", "port.cc", "cudart_stub.cc",
                   "cpu_feature_guard.cc", "To enable the following instructions",
@@ -30,7 +30,7 @@ with _native_stderr() as _startup_lines:
     # "failed call to cuInit" now, rather than in the middle of a later one-line error.
     tf.config.list_physical_devices("GPU")
 for _line in _startup_lines:
-    if not any(noise in _line for noise in _STARTUP_NOISE):
+    if native_verbose() or not any(noise in _line for noise in _STARTUP_NOISE):
         print(_line, file=sys.stderr)
 
 __all__ = ["keras", "tf"]

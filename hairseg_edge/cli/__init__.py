@@ -8,6 +8,7 @@ command, so ``hairseg-edge --help`` is fast and works on a core-only install.
 from __future__ import annotations
 
 import importlib
+import os
 
 import typer
 
@@ -37,8 +38,15 @@ def _root(
     version: bool = typer.Option(
         False, "--version", callback=_version_callback, is_eager=True, help="Show the version and exit."
     ),
+    verbose: bool = typer.Option(
+        False, "--verbose", "-v", help="Also show what native libraries log (TensorFlow, the TFLite "
+                                       "converter, absl), which is hidden by default."),
 ) -> None:
     """Hair segmentation on a Raspberry Pi, a phone or a laptop: train, export to int8, prove, run."""
+    if verbose:
+        from hairseg_edge.runtime import VERBOSE_ENV
+
+        os.environ[VERBOSE_ENV] = "1"
 
 
 for _name in COMMAND_MODULES:

@@ -10,7 +10,9 @@ import typer
 from hairseg_edge.cli._common import console, err_console, reports_errors
 
 if TYPE_CHECKING:
-    from rich.table import Table
+    from rich.console import Console
+
+    from hairseg_edge.cli._tables import Column
 
     from hairseg_edge.bench import BenchOptions, BenchResult
 
@@ -23,59 +25,50 @@ def _ms(value: float | None) -> str:
     return "" if value is None else f"{value:.2f}"
 
 
-def _table(results: list[BenchResult], options: BenchOptions) -> Table:
-    from rich.table import Table
+def _table_parts(results: list[BenchResult], options: BenchOptions
+                 ) -> tuple[str, list[Column], list[list[str]], list[str]]:
+    from hairseg_edge.cli._tables import Column, short_labels
 
     mode = "end-to-end (read, prepare, infer, post)" if options.end_to_end else "invoke only"
     if options.flip_tta:
         mode += " with --flip-tta"
     frame = f", frame {options.image}" if options.image is not None else \
         (", synthetic 1280x720 frame" if options.end_to_end else "")
-    table = Table(title=f"hairseg-edge bench: {mode}, {options.runs} runs after "
-                        f"{options.warmup} warm-up{frame}; times in ms", title_justify="left")
-    table.add_column("model", overflow="fold")
-    table.add_column("thr", justify="right")
-    table.add_column("size MB", justify="right")
-    table.add_column("input", overflow="fold")
-    table.add_column("load", justify="right")
-    table.add_column("first", justify="right")
-    table.add_column("p50", justify="right")
-    table.add_column("p90", justify="right")
-    table.add_column("p99", justify="right")
-    table.add_column("mean ± std", justify="right")
-    table.add_column("FPS", justify="right")
-    table.add_column("RSS MB", justify="right")
+    title = (f"hairseg-edge bench: {mode}, {options.runs} runs after {options.warmup} warm-up"
+             f"{frame}; times in ms")
+    columns = [Column("model", numeric=False, key=True), Column("thr"), Column("p50"), Column("p90"),
+               Column("p99"), Column("mean ± std"), Column("FPS"), Column("first"), Column("load"),
+               Column("MB"), Column("RSS MB"), Column("input", numeric=False)]
     if options.end_to_end:
-        table.add_column("read/prep/infer/post", justify="right")
-    any_failed = any(not r.ok for r in results)
-    if any_failed:
-        table.add_column("error", overflow="fold", style="red")
-    names = [Path(r.model).name for r in results]
-    clash = len({(n, r.model) for n, r in zip(names, results)}) > len(set(names))
-    for r in results:
-        # File names are enough unless two models share one; then show the paths as given.
-        name = (r.model if clash else Path(r.model).name) + \
-            (f" [dim]({r.adapter})[/]" if r.adapter else "")
+        columns.append(Column("read/prep/infer/post"))
+    labels, notes = short_labels([r.model for r in results], [r.adapter for r in results])
+    rows = []
+    for label, r in zip(labels, results):
         if not r.ok:
             error = r.error or ""
             if error.startswith(f"{r.model}: "):
-                error = error[len(r.model) + 2:]  # the model column already names the file
-            row = [name, str(r.threads)] + [""] * (len(table.columns) - 3) + [error]
-            table.add_row(*row)
+                error = error[len(r.model) + 2:]  # the label already names the file
+            rows.append([label, str(r.threads)] + ["-"] * (len(columns) - 2))
+            notes.append(f"{label} with {r.threads} thread(s) failed: {error}")
             continue
         shape = "x".join(str(d) for d in (r.input_shape or ()))
         row = [
-            name, str(r.threads), f"{(r.size_bytes or 0) / 1e6:.2f}", f"{shape} {r.input_dtype}",
-            _ms(r.load_ms), _ms(r.first_ms), _ms(r.p50_ms), _ms(r.p90_ms), _ms(r.p99_ms),
-            f"{r.mean_ms:.2f} ± {r.std_ms:.2f}", f"{r.fps:.1f}", f"{r.peak_rss_mb:.0f}",
+            label, str(r.threads), _ms(r.p50_ms), _ms(r.p90_ms), _ms(r.p99_ms),
+            f"{r.mean_ms:.2f} ± {r.std_ms:.2f}", f"{r.fps:.1f}", _ms(r.first_ms), _ms(r.load_ms),
+            f"{(r.size_bytes or 0) / 1e6:.2f}", f"{r.peak_rss_mb:.0f}", f"{shape} {r.input_dtype}",
         ]
         if options.end_to_end:
             row.append("/".join(f"{r.stages_ms.get(s, 0.0):.1f}"
                                 for s in ("read", "prepare", "infer", "post")))
-        if any_failed:
-            row.append("")
-        table.add_row(*row)
-    return table
+        rows.append(row)
+    return title, columns, rows, notes
+
+
+def _print_table(results: list[BenchResult], options: BenchOptions, console: Console) -> None:
+    from hairseg_edge.cli._tables import print_table
+
+    title, columns, rows, notes = _table_parts(results, options)
+    print_table(console, columns, rows, title=title, notes=notes)
 
 
 @reports_errors
@@ -131,7 +124,7 @@ def bench_command(
 
         results = benchmark([str(m) for m in models], options, progress=progress)
 
-    console.print(_table(results, options))
+    _print_table(results, options, console)
     if json_path is not None:
         write_text(json_path, results_json(results), force=force)
     if csv_path is not None:

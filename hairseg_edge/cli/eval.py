@@ -9,10 +9,10 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from hairseg_edge.cli._common import console, reports_errors
+from hairseg_edge.cli._common import console, err_console, reports_errors
 
 if TYPE_CHECKING:
-    from rich.table import Table
+    from rich.console import Console
 
     from hairseg_edge.evaluate import EvalResult
 
@@ -32,35 +32,30 @@ _METRIC_ROWS = (
 )
 
 
-def _table(result: EvalResult) -> Table:
-    from rich.table import Table
+def _print_table(result: EvalResult, console: Console, split_reason: str = "") -> None:
+    from hairseg_edge.cli._tables import Column, print_table, short_labels
 
     ref = result.reference
-    table = Table(title=f"{result.metrics.n} images of {result.data} (ids {result.ids_hash})",
-                  title_justify="left")
-    table.add_column("metric")
-    table.add_column(f"{Path(result.score.model).name} ({result.score.adapter})", justify="right")
+    models = [result.score] + ([ref] if ref is not None else [])
+    labels, notes = short_labels([m.model for m in models], [m.adapter for m in models])
+    split = f"{split_reason}, " if split_reason else ""
+    title = f"eval: {split}{result.metrics.n} photos of {result.data} (ids {result.ids_hash})"
+    columns = [Column("metric", numeric=False, key=True), Column(labels[0])]
     if ref is not None:
-        table.add_column(f"reference {Path(ref.model).name} ({ref.adapter})", justify="right")
+        columns.append(Column(f"ref {labels[1]}" if labels[1] != labels[0] else "reference"))
+    rows = []
     for label, key in _METRIC_ROWS:
-        row = [label, f"{getattr(result.metrics, key):.4f}"]
-        if ref is not None:
-            row.append(f"{getattr(ref.metrics, key):.4f}")
-        table.add_row(*row)
-    timing = ["p50 invoke ms", f"{result.score.p50_ms:.2f}"]
-    if ref is not None:
-        timing.append(f"{ref.p50_ms:.2f}")
-    table.add_row(*timing)
+        rows.append([label] + [f"{getattr(m.metrics, key):.4f}" for m in models])
+    rows.append(["p50 invoke ms"] + [f"{m.p50_ms:.2f}" for m in models])
     if ref is not None and result.agreement is not None:
         agree = result.agreement
-        table.add_section()
-        table.add_row("agreement IoU", f"{agree.iou:.4f}", "")
-        table.add_row("pixel agreement", f"{agree.pixel_agreement:.4f}", "")
+        rows.append(["agreement IoU", f"{agree.iou:.4f}", ""])
+        rows.append(["pixel agreement", f"{agree.pixel_agreement:.4f}", ""])
         if agree.max_prob_diff is not None:
-            table.add_row("max probability diff", f"{agree.max_prob_diff:.4f}", "")
+            rows.append(["max probability diff", f"{agree.max_prob_diff:.4f}", ""])
         verdict = "[green]passed[/]" if result.passed else "[red]FAILED[/]"
-        table.add_row("IoU drop (allowed)", f"{result.iou_drop:+.4f} ({result.max_drop:.4f})", verdict)
-    return table
+        rows.append(["IoU drop (allowed)", f"{result.iou_drop:+.4f}", f"({result.max_drop:.4f}) {verdict}"])
+    print_table(console, columns, rows, title=title, notes=notes)
 
 
 @reports_errors
@@ -89,7 +84,9 @@ def eval_command(
     max_drop: Annotated[float, typer.Option(
         "--max-drop", help="Largest allowed IoU drop against --reference.")] = 0.005,
     split: Annotated[str, typer.Option(
-        "--split", help="Which ids to score: all, val or train (the stable hash split).")] = "all",
+        "--split", help="Which ids to score: all, val or train (the stable hash split). auto: val when "
+                        "the bundled model is scored on a data set it trained on (its recorded "
+                        "validation split), else all.")] = "auto",
     ids: Annotated[Optional[Path], typer.Option(
         "--ids", help="Score only the ids listed in this file (one per line).",
         show_default=False)] = None,
@@ -107,17 +104,20 @@ def eval_command(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from hairseg_edge.errors import InputError
-    from hairseg_edge.evaluate import evaluate, select_dataset
+    from hairseg_edge.evaluate import choose_split, evaluate, select_dataset
     from hairseg_edge.imageio import write_text
     from hairseg_edge.runtime import Segmenter
 
     if json_path is not None and json_path.exists() and not force:
         raise InputError("already exists (pass --force to overwrite)", json_path)
-    dataset = select_dataset(data, split=split, ids_file=ids, limit=limit)
     if model is None:
         from hairseg_edge.models import default_model_path
 
         model = default_model_path("int8")
+    choice = choose_split(split, model, data)
+    if choice.warning:
+        err_console.print(choice.warning, style="bold yellow", highlight=False, soft_wrap=True)
+    dataset = select_dataset(data, split=choice.split, ids_file=ids, limit=limit)
 
     # Models are loaded before the progress bar starts, so a bad model prints just its one line.
     with contextlib.ExitStack() as stack:
@@ -133,7 +133,7 @@ def eval_command(
             task = progress.add_task("eval", total=len(dataset))
             result = evaluate(candidate, dataset, threads=threads, reference=ref, max_drop=max_drop,
                               progress=lambda done, total: progress.update(task, completed=done))
-    console.print(_table(result))
+    _print_table(result, console, choice.reason)
     if json_path is not None:
         write_text(json_path, json.dumps(result.to_dict(), indent=2) + "\n", force=force)
     result.check()

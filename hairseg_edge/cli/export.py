@@ -109,15 +109,28 @@ def export(
         max_drop=max_drop, min_agreement=min_agreement, io=io, out=out, force=force,
         finetune_epochs=finetune_epochs, finetune_steps=finetune_steps, finetune_batch=finetune_batch,
         finetune_lr=finetune_lr)
+    from rich import box
+    from rich.markup import escape
+
     api = _import_export_api()
     shown = err_console if as_json else console
-    # soft_wrap: paths and commands stay on one line, so they can be copied.
-    report = api.export_model(options, progress=lambda message: shown.print(
-        message, style="dim", soft_wrap=True, markup=False, highlight=False))
+    # Each stage's message stays as a line (soft_wrap: paths stay whole, so they can be copied) and a
+    # spinner names the stage under way, so a 14 s conversion is not silence.
+    with shown.status("starting the export", spinner="dots") as status:
+        def progress(message: str) -> None:
+            shown.print(message, style="dim", soft_wrap=True, markup=False, highlight=False)
+            status.update(escape(message.rstrip(". ")) + " ...")
+
+        report = api.export_model(options, progress=progress)
     if as_json:
         typer.echo(report.to_json(), nl=False)
     else:
-        console.print(report.rich_table())
+        from hairseg_edge.cli._tables import Column, print_table
+
+        title, headers, rows = report.terminal_table()
+        columns = [Column(h, numeric=i >= 2, key=i == 0) for i, h in enumerate(headers)]
+        print_table(console, columns, rows, title=title, box=box.SIMPLE_HEAD, pad_edge=False,
+                    collapse_padding=True)
         console.print(f"gate: {report.gate.reason}", soft_wrap=True, markup=False)
         console.print(f"report: {options.report_json_path}, {options.report_md_path}", soft_wrap=True,
                       markup=False)

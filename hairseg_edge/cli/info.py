@@ -35,71 +35,60 @@ def _count(n: int) -> str:
 
 
 def _print(info: ModelInfo) -> None:
-    from rich.table import Table
+    from rich.markup import escape
 
-    summary = Table(title=f"{info.path}", title_justify="left", show_header=False, box=None,
-                    pad_edge=False)
-    summary.add_column(style="bold")
-    summary.add_column()
-    summary.add_row("size", f"{info.size_bytes:,} bytes ({info.size_bytes / 1e6:.2f} MB)")
+    from hairseg_edge.cli._tables import Column, print_table
+
+    summary: list[list[str]] = []
+    summary.append(["size", f"{info.size_bytes:,} bytes ({info.size_bytes / 1e6:.2f} MB)"])
     if info.description:
-        summary.add_row("description", info.description)
-    summary.add_row("operators", f"{info.op_count} in {info.subgraphs} subgraph(s)")
-    summary.add_row("parameters", _count(info.parameters))
-    summary.add_row("MACs (conv/dense)", _count(info.macs))
+        summary.append(["description", info.description])
+    summary.append(["operators", f"{info.op_count} in {info.subgraphs} subgraph(s)"])
+    summary.append(["parameters", _count(info.parameters)])
+    summary.append(["MACs (conv/dense)", _count(info.macs)])
     adapter = f"[green]{info.adapter}[/]" if info.adapter else "[red]none[/]"
-    summary.add_row("adapter", f"{adapter}: {info.adapter_reason}")
+    summary.append(["adapter", f"{adapter}: {info.adapter_reason}"])
     if info.contract is not None:
         contract = ", ".join(f"{k}={v}" for k, v in sorted(info.contract.items()))
         if info.contract_error:
             contract += f" [red]({info.contract_error})[/]"
-        summary.add_row("hairseg contract", contract)
+        summary.append(["hairseg contract", contract])
     else:
-        summary.add_row("hairseg contract", "none in metadata")
+        summary.append(["hairseg contract", "none in metadata"])
     mp = "present" if info.mediapipe_metadata else "absent"
     if info.associated_files:
         mp += f" (associated files: {', '.join(info.associated_files)})"
-    summary.add_row("MediaPipe metadata", mp)
+    summary.append(["MediaPipe metadata", mp])
     if info.loads:
-        summary.add_row("loads", f"[green]yes[/] ({info.backend})")
+        summary.append(["loads", f"[green]yes[/] ({info.backend})"])
     else:
-        summary.add_row("loads", f"[red]no[/]: {info.load_error}")
+        summary.append(["loads", f"[red]no[/]: {info.load_error}"])
     if info.gpu is not None:
         verdict = "[green]compatible[/]" if info.gpu.compatible else \
             f"[yellow]{len(info.gpu.issues)} op(s) would fall back to the CPU[/]"
-        summary.add_row("GPU delegate", f"{verdict} ({info.gpu.note})")
-    console.print(summary)
+        summary.append(["GPU delegate", f"{verdict} ({info.gpu.note})"])
+    print_table(console, [Column("", numeric=False, key=True, style="bold"), Column("", numeric=False, wrap_at=None)],
+                summary, title=escape(str(info.path)), show_header=False, box=None, pad_edge=False)
 
-    tensors = Table(title="Tensors", title_justify="left")
-    for column in ("", "name", "shape", "dtype", "quantization"):
-        tensors.add_column(column)
-    for role, specs in (("input", info.inputs), ("output", info.outputs)):
-        for spec in specs:
-            tensors.add_row(role, spec.name, str(list(spec.shape)), spec.dtype, _quant_text(spec))
-    console.print(tensors)
+    tensors = [[role, spec.name, str(list(spec.shape)), spec.dtype, _quant_text(spec)]
+               for role, specs in (("input", info.inputs), ("output", info.outputs)) for spec in specs]
+    print_table(console, [Column("", numeric=False, key=True), Column("name", numeric=False),
+                          Column("shape"), Column("dtype", numeric=False),
+                          Column("quantization", numeric=False)], tensors, title="Tensors")
 
-    ops = Table(title="Operators", title_justify="left")
-    ops.add_column("op")
-    ops.add_column("count", justify="right")
-    for name, count in info.ops.items():
-        ops.add_row(name, str(count))
-    console.print(ops)
+    print_table(console, [Column("op", numeric=False, key=True), Column("count")],
+                [[name, str(count)] for name, count in info.ops.items()], title="Operators")
 
     if info.metadata:
-        meta = Table(title="Metadata entries", title_justify="left")
-        meta.add_column("name")
-        meta.add_column("bytes", justify="right")
-        for name, size in info.metadata.items():
-            meta.add_row(name, f"{size:,}")
-        console.print(meta)
+        print_table(console, [Column("name", numeric=False, key=True), Column("bytes")],
+                    [[name, f"{size:,}"] for name, size in info.metadata.items()],
+                    title="Metadata entries")
 
     if info.gpu is not None and info.gpu.issues:
-        gpu = Table(title="GPU delegate issues", title_justify="left")
-        for column in ("op #", "op", "reason"):
-            gpu.add_column(column)
-        for issue in info.gpu.issues:
-            gpu.add_row(str(issue.op_index), issue.op, issue.reason)
-        console.print(gpu)
+        print_table(console, [Column("op #", key=True), Column("op", numeric=False),
+                              Column("reason", numeric=False)],
+                    [[str(issue.op_index), issue.op, issue.reason] for issue in info.gpu.issues],
+                    title="GPU delegate issues")
 
 
 @reports_errors
