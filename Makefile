@@ -22,8 +22,10 @@ $(PY):
 	"$$PY_BIN" -m venv $(VENV) && $(PIP) install -q --upgrade pip
 
 # The stamp is remade when the packaging changes, so a second `make test` installs nothing.
+# PYTHONWARNINGS hides setuptools' "Editable installation ... be careful with folders" banner, which
+# pip -q still prints (it is a warning from the build backend, not pip output).
 $(VENV)/.installed-train-test: pyproject.toml | $(PY)
-	$(PIP) install -q -e ".[train,test]"
+	PYTHONWARNINGS="ignore:Editable installation" $(PIP) install -q -e ".[train,test]"
 	@touch $@
 
 venv: $(VENV)/.installed-train-test

@@ -4,10 +4,6 @@
 #   2. bench float32 vs int8 side by side (each in its own process, one thread)
 #   3. segment examples/astronaut.png: mask, overlay, soft matte and a recoloured version
 set -eu
-# Rich sizes tables to the terminal, or to 80 columns when make's output is not one; the bench table
-# needs more to stay readable.
-COLUMNS="${COLUMNS:-150}"
-export COLUMNS
 OUT="${OUT:-demo-out}"
 PHOTO="${PHOTO:-examples/astronaut.png}"
 mkdir -p "$OUT"

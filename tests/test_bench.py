@@ -248,11 +248,23 @@ def test_bench_command_refuses_bad_options_before_running(tiny_tflite, tmp_path)
     assert result.exit_code == 0 and len(json.loads(existing.read_text())) == 1
 
 
-def test_bench_command_default_model():
+def test_bench_command_default_model_is_the_bundled_int8(tmp_path):
     from hairseg_edge.models import bundled_model_path
 
-    if bundled_model_path("int8").is_file():
-        pytest.skip("a bundled model exists; bench of it is covered by the core-install test")
+    out_json = tmp_path / "bench.json"
+    result = runner.invoke(app, ["bench", *QUICK, "--json", str(out_json)])
+    assert result.exit_code == 0, result.output
+    [record] = json.loads(out_json.read_text())
+    assert record["model"] == str(bundled_model_path("int8"))
+    assert_sane(record, model=record["model"], threads=1)
+
+
+def test_bench_command_without_a_bundled_model_says_so_in_one_line(tmp_path, monkeypatch):
+    """An install without the model files (a core wheel built without them): point the package's
+    model folder at an empty one."""
+    from hairseg_edge import models
+
+    monkeypatch.setattr(models, "MODELS_DIR", tmp_path)
     result = runner.invoke(app, ["bench", *QUICK])
     assert result.exit_code == 2
     assert result.stderr.startswith("hairseg-edge: no model given and no bundled int8 model")

@@ -333,3 +333,53 @@ def test_a_peer_as_the_reference_with_its_adapter(peers_dir, tiny_tflite, red_ha
     report = json.loads(out.read_text())
     assert report["adapter"] == "hairseg" and report["reference"]["adapter"] == "community-mobile"
     assert report["passed"] is True and 0.0 <= report["agreement_iou"] <= 1.0
+
+
+# --------------------------------------------------------------------------------------------------
+# Which split: the bundled model on a data set it trained on (issue 27)
+# --------------------------------------------------------------------------------------------------
+
+
+def test_auto_split_scores_the_validation_split_when_the_bundled_model_trained_on_the_set(tmp_path):
+    from hairseg_edge.evaluate import bundled_training_sets, choose_split
+    from hairseg_edge.models import bundled_model_path
+
+    trained = bundled_training_sets()
+    assert "figaro1k-hair-train" in trained and "celebamask-hq-hair" in trained
+    bundled = bundled_model_path("int8")
+    data = tmp_path / "figaro1k-hair-train"
+    assert choose_split("auto", bundled, data).split == "val"
+    assert choose_split("auto", bundled, tmp_path / "my-photos").split == "all"
+    assert choose_split("auto", tmp_path / "mine.tflite", data).split == "all"  # not the bundled model
+    explicit = choose_split("all", bundled, data)
+    assert explicit.split == "all" and explicit.warning and "inflates" in explicit.warning
+    assert choose_split("val", bundled, data).warning is None
+    with pytest.raises(InputError, match="--split"):
+        choose_split("test", bundled, data)
+
+
+def test_eval_header_names_the_split_and_the_photo_count(tiny_tflite, synthetic_folder_dataset, tmp_path):
+    result = invoke(tiny_tflite["float32"], "--data", synthetic_folder_dataset, "--split", "val")
+    assert result.exit_code == 0, result.stderr
+    n = len(open_dataset(synthetic_folder_dataset).split()[1])
+    assert f"eval: validation split, {n} photos of" in result.stdout
+
+
+def test_eval_of_the_bundled_model_on_a_training_set_defaults_to_its_validation_split(
+        synthetic_folder_dataset, tmp_path):
+    """A copy of a data set named like one the bundled model trained on: auto picks the val split,
+    and --split all still runs but warns on stderr."""
+    import shutil
+
+    data = tmp_path / "figaro1k-hair-train"
+    shutil.copytree(synthetic_folder_dataset, data)
+    n_val = len(open_dataset(data).split()[1])
+    result = invoke("--data", data)
+    assert result.exit_code == 0, result.stderr
+    assert f"eval: validation split: the bundled model trained on the rest of figaro1k-hair-train, " \
+           f"{n_val} photos" in result.stdout
+    assert "WARNING" not in result.stderr
+    result = invoke("--data", data, "--split", "all")
+    assert result.exit_code == 0, result.stderr
+    assert "WARNING: the bundled model trained on figaro1k-hair-train" in result.stderr
+    assert f"all photos, {len(open_dataset(data))} photos" in result.stdout

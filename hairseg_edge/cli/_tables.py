@@ -65,14 +65,19 @@ def _shorten(stem: str) -> str:
     return stem if len(stem) <= LABEL_WIDTH else "…" + stem[-(LABEL_WIDTH - 1):]
 
 
+#: What a text column with ``wrap_at=None`` counts for when deciding whether a part fits.
+FLEX_MIN = 24
+
+
 def _build(columns: Sequence[Column], rows: Sequence[Sequence[str]],
-           indices: Sequence[int], table_kwargs: dict[str, Any]) -> Table:
+           indices: Sequence[int], table_kwargs: dict[str, Any], measuring: bool = False) -> Table:
     table = Table(**table_kwargs)
     for i in indices:
         col = columns[i]
         table.add_column(col.header, justify="right" if col.numeric else "left",
                          no_wrap=col.numeric or col.key, overflow="fold", style=col.style,
-                         max_width=None if (col.numeric or col.key) else col.wrap_at)
+                         max_width=None if (col.numeric or col.key) else
+                         (col.wrap_at or (FLEX_MIN if measuring else None)))
     for row in rows:
         table.add_row(*(row[i] for i in indices))
     return table
@@ -93,7 +98,8 @@ def layout(console: Console, columns: Sequence[Column], rows: Sequence[Sequence[
     rest = [i for i, c in enumerate(columns) if not c.key]
 
     def fits(indices: list[int]) -> bool:
-        measured = Measurement.get(console, options, _build(columns, rows, indices, table_kwargs))
+        measured = Measurement.get(console, options, _build(columns, rows, indices, table_kwargs,
+                                                            measuring=True))
         # The widest form: Rich's minimum would let it break "2.90 ± 2.33" at its spaces.
         return measured.maximum <= width
 

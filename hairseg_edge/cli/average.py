@@ -39,19 +39,17 @@ def average(
     compare it with its ingredients with `hairseg-edge eval`.
     """
     require_train_extra("hairseg-edge average")
-    from rich.table import Table
-
+    from hairseg_edge.cli._tables import Column, print_table, short_labels
     from hairseg_edge.training.soup import average_models
 
     with console.status("averaging the weights ..."):
         result = average_models([bundled_or_path(m) for m in models], out, _parse_weights(weights), force=force)
-    table = Table(title=f"average of {len(result.ingredients)} models ({result.params:,} parameters, "
-                  f"{result.input_size} px)")
-    for col in ("model", "weight", "sha256"):
-        table.add_column(col, justify="right" if col == "weight" else "left")
-    for ingredient in result.ingredients:
-        table.add_row(str(ingredient.path), f"{ingredient.weight:.3f}", ingredient.sha256[:12])
-    console.print(table)
+    labels, notes = short_labels([str(i.path) for i in result.ingredients])
+    print_table(console, [Column("model", numeric=False, key=True), Column("weight"),
+                          Column("sha256", numeric=False)],
+                [[label, f"{i.weight:.3f}", i.sha256[:12]] for label, i in zip(labels, result.ingredients)],
+                title=f"average of {len(result.ingredients)} models ({result.params:,} parameters, "
+                      f"{result.input_size} px)", notes=notes)
     console.print(f"model: {result.model_path}")
     console.print(f"next: hairseg-edge export {result.model_path} --int8 --data DIR")
 

@@ -125,17 +125,14 @@ def bundled_or_path(model: Optional[str]) -> Optional[str]:
 
 
 def _print_archs(img_size: int) -> None:
-    from rich.table import Table
-
+    from hairseg_edge.cli._tables import Column, print_table
     from hairseg_edge.training.archs import describe_archs
 
-    table = Table(title=f"architectures at {img_size}x{img_size}")
-    for col in ("arch", "width", "params", "MACs", "what"):
-        table.add_column(col, justify="right" if col in ("width", "params", "MACs") else "left")
-    for row in describe_archs(img_size):
-        table.add_row(row["arch"], f"{row['width']:g}", f"{row['params']:,}", f"{row['macs'] / 1e6:,.1f} M",
-                      row["summary"])
-    console.print(table)
+    rows = [[row["arch"], f"{row['width']:g}", f"{row['params']:,}", f"{row['macs'] / 1e6:,.1f} M",
+             row["summary"]] for row in describe_archs(img_size)]
+    print_table(console, [Column("arch", numeric=False, key=True), Column("width"), Column("params"),
+                          Column("MACs"), Column("what", numeric=False, wrap_at=None)], rows,
+                title=f"architectures at {img_size}x{img_size}")
 
 
 def _per_set(info: dict[str, Any]) -> str:
