@@ -16,9 +16,11 @@ file                 when                                   what
 ``<stem>_matte.png`` ``soft=True``                          guided-filter soft matte, 0..255
 ===================  =====================================  =========================================
 
-A video (or camera) gives the same outputs as ``.mp4`` videos (mp4v, same size and frame rate), with
-the processing FPS drawn on the overlay/recolour frames, temporal smoothing on by default, and a
-*flicker* figure: the mean IoU of consecutive masks (1.0 = perfectly stable).
+A video (or camera) gives the same outputs as videos of the same size and frame rate: the mask and
+matte lossless (``_mask.mkv``/``_matte.mkv``, FFV1: read back bit-exact, a mask holds only 0 and 255),
+the overlay and recolour lossy ``.mp4`` (mp4v) for watching, with the processing FPS drawn on their
+frames only when ``hud=True``; temporal smoothing on by default, and a *flicker* figure: the mean IoU
+of consecutive masks (1.0 = perfectly stable).
 
 Memory is flat in the length of a video: frames are read, processed and written one at a time,
 and only the previous mask and the smoothing state are kept. What does grow is FFmpeg's MP4 index,
@@ -63,6 +65,17 @@ DEFAULT_OUT_DIR = Path("hairseg-out")
 ROLES = ("mask", "matte", "overlay", "recolor")
 VIDEO_FOURCC = "mp4v"
 VIDEO_SUFFIX = ".mp4"
+#: Masks and mattes are data, so their videos are lossless: FFV1 in Matroska, which this OpenCV's FFmpeg
+#: writes and reads back bit-exact (a 0/255 mask stays 0/255; mp4v gave 27 grey levels). Overlay and
+#: recolour videos are for watching: mp4v, lossy and small.
+LOSSLESS_FOURCC = "FFV1"
+LOSSLESS_SUFFIX = ".mkv"
+LOSSLESS_ROLES = ("mask", "matte")
+
+
+def video_codec(role: str) -> tuple[str, str]:
+    """(fourcc, suffix) of the video written for ``role``."""
+    return (LOSSLESS_FOURCC, LOSSLESS_SUFFIX) if role in LOSSLESS_ROLES else (VIDEO_FOURCC, VIDEO_SUFFIX)
 WINDOW_TITLE = "hairseg-edge (q or Esc to stop)"
 GUI_HINT = ("--show needs OpenCV with GUI support, and this OpenCV is a headless build: "
             "pip install opencv-python")
@@ -86,6 +99,7 @@ class RunOptions:
     adapter: str | None = None
     max_frames: int | None = None
     flip_tta: bool = False  # Segmenter(flip_tta=...): mirror test-time augmentation
+    hud: bool = False  # draw the processing FPS on overlay/recolour video frames
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "out_dir", Path(self.out_dir))
@@ -121,6 +135,7 @@ class RunOptions:
             "threads": self.threads,
             "adapter": self.adapter,
             "flip_tta": self.flip_tta,
+            "hud": self.hud,
             "max_frames": self.max_frames,
         }
 
@@ -316,7 +331,7 @@ def output_paths(stem: str, kind: str, input_suffix: str, options: RunOptions) -
         picture = ".jpg" if input_suffix.lower() in (".jpg", ".jpeg") else ".png"
         suffixes = {"mask": ".png", "matte": ".png", "overlay": picture, "recolor": picture}
     else:
-        suffixes = dict.fromkeys(ROLES, VIDEO_SUFFIX)
+        suffixes = {role: video_codec(role)[1] for role in ROLES}
     wanted = {"mask": True, "matte": options.soft, "overlay": options.overlay,
               "recolor": options.recolor is not None}
     return {role: safe_child(options.out_dir, f"{stem}_{role}{suffixes[role]}")
@@ -385,13 +400,13 @@ class _VideoOutputs:
                  size: tuple[int, int], force: bool):
         self.writers: dict[str, cv2.VideoWriter] = {}
         self.frames = 0
-        fourcc = cv2.VideoWriter.fourcc(*VIDEO_FOURCC)
         for role, final in paths.items():
+            codec = video_codec(role)[0]
             tmp = stack.enter_context(atomic_path(final, force=force))
-            writer = cv2.VideoWriter(str(tmp), fourcc, fps, size, True)
+            writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter.fourcc(*codec), fps, size, True)
             if not writer.isOpened():
                 writer.release()
-                raise InputError(f"cannot open a {VIDEO_FOURCC} video writer", final)
+                raise InputError(f"cannot open a {codec} video writer", final)
             # Exit order (last in, first out): release the writer, check the file, then rename.
             stack.enter_context(self._checked(tmp, final))
             stack.callback(writer.release)
@@ -551,9 +566,10 @@ class Runner:
             # A short moving average: readable on screen, still reacting within a second.
             display_fps = instant if display_fps is None else 0.9 * display_fps + 0.1 * instant
             label = f"{display_fps:.1f} FPS"
-            for role in ("overlay", "recolor"):
-                if role in frame.images:
-                    render.draw_label(frame.images[role], label)
+            if self.options.hud:
+                for role in ("overlay", "recolor"):
+                    if role in frame.images:
+                        render.draw_label(frame.images[role], label)
             outputs.write(frame.images)
             if previous_mask is not None:
                 stats.iou_sum += mask_iou(previous_mask, frame.mask)
@@ -563,8 +579,11 @@ class Runner:
             self.observer.advance()
             if self.window is not None:
                 shown = frame.images.get("recolor", frame.images.get("overlay"))
+                # The window always shows the FPS (on a copy unless --hud already drew it).
                 if shown is None:
                     shown = render.draw_label(render.overlay(rgb, frame.mask.astype(np.float32)), label)
+                elif not self.options.hud:
+                    shown = render.draw_label(shown.copy(), label)
                 if not self.window.show(shown, 1):
                     stats.stopped = True
                     return

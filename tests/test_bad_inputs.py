@@ -410,7 +410,7 @@ def test_run_a_video_into_a_full_disk_leaves_no_video_at_the_final_path(tmp_path
     writer.release()
     line = refused(cli("run", clip, "--model", tiny_tflite["float32"], "--out", full_folder))
     assert "clip" in line
-    assert not (full_folder / "clip_mask.mp4").exists()
+    assert not (full_folder / "clip_mask.mkv").exists()
 
 
 def test_run_a_video_onto_a_disk_that_fills_up_leaves_no_broken_video(tmp_path, tiny_tflite, small_disk):

@@ -290,6 +290,57 @@ def test_prune_half_then_qat_int8_keeps_the_sparsity_and_runs(export_inputs, tmp
     assert report.evaluation["ground_truth"] is False
 
 
+def _gated_inputs(export_inputs) -> tuple[Path, dict]:
+    """The model and data of a gated pruning/QAT export: the real bundled float model on the real
+    data when HAIRSEG_DATA is set (a few fine-tuning steps), the tiny synthetic model otherwise."""
+    data_root = os.environ.get("HAIRSEG_DATA")
+    if data_root:
+        from hairseg_edge.models import bundled_model_path
+
+        return bundled_model_path("float"), dict(data=data_root, limit=64, finetune_epochs=1,
+                                                 finetune_steps=24, finetune_lr=1e-5, calib_count=32)
+    return export_inputs["model"], dict(data=export_inputs["data"], eval_data=export_inputs["eval"],
+                                        finetune_epochs=1, finetune_steps=200, calib_count=24)
+
+
+@pytest.mark.parametrize("how", ["prune", "qat"])
+def test_pruned_and_qat_int8_pass_the_default_gate_on_ground_truth(export_inputs, tmp_path, how):
+    """The gate with its real thresholds (default --max-drop and --min-agreement) on masked images:
+    a pruning or QAT change that costs accuracy turns this red."""
+    from hairseg_edge.export import ExportOptions, export_model
+    from hairseg_edge.export.options import DEFAULT_MAX_DROP
+
+    model, inputs = _gated_inputs(export_inputs)
+    extra = {"prune": 0.5} if how == "prune" else {"qat": True}
+    options = ExportOptions(model, variants=("int8",), out=tmp_path / "out", **extra, **inputs)
+    assert options.max_drop == DEFAULT_MAX_DROP
+    report = export_model(options)
+    assert report.evaluation["ground_truth"] is True and not report.gate.mode.startswith("agreement only")
+    print("PROBE", how, report.float.iou, [(v.name, v.iou, v.agreement_iou) for v in report.variants])
+    assert report.gate.passed, report.gate.reason
+    int8 = report.variant("int8")
+    assert Path(int8.path).is_file() and int8.iou >= report.float.iou - DEFAULT_MAX_DROP
+    assert int8.agreement_iou >= options.min_agreement
+    if how == "prune":
+        assert report.pruning["sparsity"] == pytest.approx(0.5, abs=0.02)
+    else:
+        assert report.qat is not None and int8.extra["built_with"].startswith("QAT")
+
+
+def test_the_gate_refuses_a_pruned_model_that_lost_its_accuracy(export_inputs, tmp_path):
+    """The same gate, shown to bite: 95% sparsity with one fine-tuning step ruins the tiny model, the
+    variant is refused (not written) and raise_for_gate is exit 1."""
+    from hairseg_edge.export import ExportOptions, export_model
+
+    options = ExportOptions(export_inputs["model"], variants=("int8",), prune=0.95, data=export_inputs["data"],
+                            eval_data=export_inputs["eval"], out=tmp_path / "out", finetune_epochs=1,
+                            finetune_steps=1, calib_count=16)
+    report = export_model(options)
+    assert not report.gate.passed and report.variant("int8").path is None
+    with pytest.raises(CheckFailed):
+        report.raise_for_gate()
+
+
 def test_sparsity_preserving_qat_falls_back_and_says_which_layer_blocks_it():
     """tfmot's prune-preserving scheme has no Conv2DTranspose support: plain QAT, with a clear note."""
     from hairseg_edge.export.qat import DEFAULT_SCHEME, annotate, apply_scheme

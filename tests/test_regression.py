@@ -80,10 +80,13 @@ def test_bundled_int8_agrees_with_bundled_float(float_tflite):
 
 def test_fresh_int8_export_of_bundled_float_agrees_with_bundled_int8(tmp_path):
     """Re-export through the real export stage (calibration, gate) and compare with what ships: on the
-    real data when HAIRSEG_DATA is set, otherwise on the smoke set `make demo` calibrates on (the sample
-    photo, augmented variants of it and generated faces: scripts/demo_images.py), so a newcomer's
-    `make test` checks the export `make demo` runs."""
+    real data when HAIRSEG_DATA is set; otherwise calibrated on the smoke set `make demo` calibrates on
+    (the sample photo, augmented variants of it and generated faces: scripts/demo_images.py) and gated
+    on IoU against ground truth on other generated faces with masks, which calibration never saw, so
+    a newcomer's `make test` checks the export `make demo` runs with an accuracy gate, not agreement
+    alone."""
     from hairseg_edge.export import ExportOptions, export_model
+    from hairseg_edge.synth import make_dataset
 
     data_root = os.environ.get("HAIRSEG_DATA")
     calib = tmp_path / "calib"
@@ -95,10 +98,19 @@ def test_fresh_int8_export_of_bundled_float_agrees_with_bundled_int8(tmp_path):
         demo_images = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(demo_images)
         demo_images.main(str(SAMPLE), str(calib))
-        options = ExportOptions(FLOAT, variants=("int8",), calib=calib, eval_data=calib, out=tmp_path / "out")
+        held_out = make_dataset(tmp_path / "held_out", n=24, size=[(256, 256), (200, 300), (320, 240)],
+                                seed=77)
+        options = ExportOptions(FLOAT, variants=("int8",), calib=calib, eval_data=held_out,
+                                out=tmp_path / "out")
     report = export_model(options)
+    assert report.evaluation["ground_truth"] is True  # an IoU gate, not agreement only
+    if not data_root:
+        calibrated = {p.name for p in calib.rglob("*") if p.is_file()}
+        assert calibrated and not calibrated & {p.name for p in (held_out / "images").iterdir()}
     assert report.gate.passed, report.gate.reason
     fresh = Path(report.variant("int8").path)
+    float_iou, int8_iou = report.float.iou, report.variant("int8").iou
+    assert float_iou > 0.75 and int8_iou >= float_iou - options.max_drop
     assert _agreement(fresh, INT8, _check_images()) >= MIN_AGREEMENT
 
 

@@ -25,6 +25,8 @@ from hairseg_edge.synth import render_sample
 
 VIDEO_FRAMES = 300
 VIDEO_SIZE = (64, 48)  # width, height
+#: Least flicker-IoU gain temporal smoothing must bring on the test clip.
+SMOOTHING_GAIN = 0.01
 
 
 # --------------------------------------------------------------------------------------------------
@@ -439,8 +441,23 @@ def test_a_long_video_keeps_its_frames_fps_and_size_and_memory_stays_flat(tmp_pa
     assert item.fps and item.fps > 0 and item.flicker_iou is not None and 0 <= item.flicker_iou <= 1
 
 
+def write_noisy_still(path: Path, frames: int = 40, sigma: float = 12.0) -> Path:
+    """A still synthetic head with fresh sensor-like noise in every frame: whatever changes between
+    frames' masks is flicker, which temporal smoothing exists to remove."""
+    w, h = VIDEO_SIZE
+    rng = np.random.default_rng(5)
+    still = render_sample(np.random.default_rng(3), h, w, hair=True)[0].astype(np.float32)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"mp4v"), 25.0, (w, h))
+    assert writer.isOpened()
+    for _ in range(frames):
+        noisy = np.clip(still + rng.normal(0, sigma, still.shape), 0, 255).astype(np.uint8)
+        writer.write(cv2.cvtColor(noisy, cv2.COLOR_RGB2BGR))
+    writer.release()
+    return path
+
+
 def test_video_cli_prints_fps_and_flicker_and_smoothing_reduces_flicker(tmp_path, tiny_tflite):
-    clip = write_video(tmp_path / "clip.mp4", frames=60)
+    clip = write_noisy_still(tmp_path / "clip.mp4", frames=60)
     model = tiny_tflite["float32"]
     figures = {}
     for flag in ("--smooth", "--no-smooth"):
@@ -454,9 +471,68 @@ def test_video_cli_prints_fps_and_flicker_and_smoothing_reduces_flicker(tmp_path
         assert report["options"]["smooth"] == (flag == "--smooth")
         figures[flag] = report["flicker_iou"]
         assert report["fps"] > 0 and report["frames"] == 40
-    assert figures["--smooth"] >= figures["--no-smooth"]
+    # Clearly more stable, not "at least as": a smoother that did nothing would tie. Measured on this
+    # clip: 0.963 smoothed against 0.939 raw.
+    assert figures["--smooth"] > figures["--no-smooth"] + SMOOTHING_GAIN, figures
     frames, fps, w, h = video_info(tmp_path / "smooth" / "clip_overlay.mp4")
     assert (frames, fps, (w, h)) == (40, 25.0, VIDEO_SIZE)
+
+
+def _frames(path: Path) -> list[np.ndarray]:
+    capture = cv2.VideoCapture(str(path))
+    frames = []
+    while True:
+        ok, bgr = capture.read()
+        if not ok:
+            break
+        frames.append(bgr)
+    capture.release()
+    return frames
+
+
+def test_the_mask_video_is_lossless_and_equals_the_per_frame_masks(tmp_path, tiny_tflite):
+    from hairseg_edge.runtime import Segmenter
+
+    clip = write_video(tmp_path / "clip.mp4", frames=24)
+    result = invoke(clip, "--model", tiny_tflite["float32"], "--out", tmp_path / "out", "--no-smooth",
+                    "--overlay")
+    assert result.exit_code == 0, result.stderr
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["clip_mask.mkv", "clip_overlay.mp4"]
+    written = _frames(tmp_path / "out" / "clip_mask.mkv")
+    assert len(written) == 24
+    with Segmenter(tiny_tflite["float32"]) as segmenter:
+        for bgr, mask_bgr in zip(_frames(clip), written):
+            expected = np.where(segmenter.segment(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)).mask, 255, 0)
+            assert set(np.unique(mask_bgr)) <= {0, 255}
+            assert (mask_bgr[..., 0] == mask_bgr[..., 2]).all()
+            np.testing.assert_array_equal(mask_bgr[..., 0], expected.astype(np.uint8))
+    assert "lossless" in CliRunner().invoke(app, ["run", "--help"], env={"COLUMNS": "200"}).stdout
+
+
+def test_no_fps_text_on_video_frames_without_hud(tmp_path, tiny_tflite):
+    """Where the label would go, frames without --hud match the overlay rendered without it (up to
+    mp4v's loss); with --hud they differ by the white text."""
+    from hairseg_edge import render
+    from hairseg_edge.runtime import Segmenter
+
+    size = (160, 120)
+    clip = write_video(tmp_path / "clip.mp4", frames=8, size=size)
+    label = render.draw_label(np.zeros((size[1], size[0], 3), np.uint8), "88.8 FPS").max(axis=2) > 0
+    diffs = {}
+    for flag in ("--no-hud", "--hud"):
+        out = tmp_path / flag.strip("-")
+        args = [clip, "--model", tiny_tflite["float32"], "--out", out, "--no-smooth", "--overlay"]
+        result = invoke(*args, *([flag] if flag == "--hud" else []))
+        assert result.exit_code == 0, result.stderr
+        with Segmenter(tiny_tflite["float32"]) as segmenter:
+            errors = []
+            for bgr, shown in zip(_frames(clip), _frames(out / "clip_overlay.mp4")):
+                rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+                expected = render.overlay(rgb, segmenter.segment(rgb).probability)
+                got = cv2.cvtColor(shown, cv2.COLOR_BGR2RGB)
+                errors.append(np.abs(got[label].astype(int) - expected[label].astype(int)).mean())
+        diffs[flag] = float(np.mean(errors))
+    assert diffs["--no-hud"] < 12 < 40 < diffs["--hud"], diffs
 
 
 def test_frames_limit_and_scene_cut_reset(tmp_path, tiny_tflite):
@@ -465,7 +541,7 @@ def test_frames_limit_and_scene_cut_reset(tmp_path, tiny_tflite):
     result = run_source(clip, options)
     (item,) = result.items
     assert item.frames == 30 and item.scene_resets == 1
-    assert video_info(tmp_path / "out" / "cut_mask.mp4")[0] == 30
+    assert video_info(tmp_path / "out" / "cut_mask.mkv")[0] == 30
 
 
 def test_a_camera_stream_runs_like_a_video_and_stops_after_frames(tmp_path, video, tiny_tflite):
@@ -479,7 +555,7 @@ def test_a_camera_stream_runs_like_a_video_and_stops_after_frames(tmp_path, vide
         with stream:
             item = Runner(segmenter, options).stream(stream, "camera0", "camera")
     assert item.kind == "camera" and item.frames == 20
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["camera0_mask.mp4",
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["camera0_mask.mkv",
                                                                    "camera0_recolor.mp4"]
     assert video_info(tmp_path / "out" / "camera0_recolor.mp4")[0] == 20
 
@@ -488,10 +564,10 @@ def test_an_existing_video_output_is_refused(tmp_path, tiny_tflite, one_line_err
     clip = write_video(tmp_path / "clip.mp4", frames=10)
     out = tmp_path / "out"
     out.mkdir()
-    (out / "clip_mask.mp4").write_bytes(b"keep me")
+    (out / "clip_mask.mkv").write_bytes(b"keep me")
     result = invoke(clip, "--model", tiny_tflite["float32"], "--out", out)
-    one_line_error(result, "clip_mask.mp4", "already exists")
-    assert (out / "clip_mask.mp4").read_bytes() == b"keep me"
+    one_line_error(result, "clip_mask.mkv", "already exists")
+    assert (out / "clip_mask.mkv").read_bytes() == b"keep me"
 
 
 # --------------------------------------------------------------------------------------------------

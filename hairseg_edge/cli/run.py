@@ -87,6 +87,9 @@ def run_command(
                        "use it for overlay/recolour edges.")] = False,
     show: Annotated[bool, typer.Option(
         "--show", help="Show results in a window (needs OpenCV with GUI: opencv-python).")] = False,
+    hud: Annotated[bool, typer.Option(
+        "--hud", help="Videos and cameras: draw the processing FPS on the overlay/recolour "
+                      "frames.")] = False,
     threads: Annotated[int, typer.Option("--threads", "-t", help="Interpreter threads.")] = 1,
     flip_tta: Annotated[bool, typer.Option(
         "--flip-tta", help="Also run each frame mirrored and average the two outputs (test-time "
@@ -106,8 +109,10 @@ def run_command(
 ) -> None:
     """Segment hair in images, folders, videos or a camera and write, per input <stem>,
     <stem>_mask.png (0/255, the input's size) and, on request, <stem>_overlay, <stem>_recolor and
-    <stem>_matte.png. Videos and cameras give .mp4 videos with the FPS drawn on them, and the FPS
-    and the flicker figure (mean IoU of consecutive masks) are printed at the end. Existing files
+    <stem>_matte.png. Videos and cameras give videos: <stem>_mask.mkv and <stem>_matte.mkv are
+    lossless (FFV1: the mask holds exactly 0/255 in every frame), <stem>_overlay.mp4 and
+    <stem>_recolor.mp4 are lossy (mp4v) for watching; --hud draws the FPS on those. The FPS and the
+    flicker figure (mean IoU of consecutive masks) are printed at the end. Existing files
     are never overwritten without --force."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -117,7 +122,7 @@ def run_command(
 
     options = RunOptions(out_dir=out, model=model, overlay=overlay, recolor=recolor, soft=soft,
                          show=show, force=force, smooth=smooth, threads=threads, adapter=adapter,
-                         flip_tta=flip_tta, max_frames=frames)
+                         flip_tta=flip_tta, max_frames=frames, hud=hud)
     if json_path is not None and json_path.exists() and not force:
         raise InputError("already exists (pass --force to overwrite)", json_path)
 
