@@ -2,11 +2,11 @@
 
 The recolour works in CIE LAB, where lightness (L) and colour (a, b) are separate:
 
-* the colour channels are *shifted* so the hair's mean a/b lands on the target colour's, keeping each
-  pixel's deviation from that mean (strand-to-strand colour variation survives);
 * the lightness is moved to the target's mean and its deviations scaled by the ratio of target to
   hair mean luminance (clamped), so highlights, shadows and strands stay visible instead of being
   flattened into paint;
+* the colour channels are *shifted* so the hair's mean a/b lands on the target colour's, keeping each
+  pixel's deviation from that mean (strand-to-strand colour variation survives);
 * the result is blended with the original by a per-pixel weight (the probability, or a guided-filter
   matte), so edges fade naturally into the background.
 
@@ -25,36 +25,49 @@ from .errors import InputError
 
 RGB = tuple[int, int, int]
 
-#: Named hair colours: plausible dyed/natural hair tones rather than pure screen primaries, so
-#: ``--recolor red`` gives red hair and not a traffic light. Exact colours: ``#rrggbb`` or ``r,g,b``.
+#: Named hair colours, as the *average* colour of such hair in a photo (shadowed strands included):
+#: natural tones are dark and muted (auburn is a dark reddish brown, not copper), dyes are brighter.
+#: ``--recolor red`` gives red hair and not a traffic light. Any other colour: ``#rrggbb`` or ``r,g,b``.
+#: Aliases (``blond``, ``grey``) are accepted by :func:`parse_color` but not listed by
+#: :func:`named_colors`.
 HAIR_COLORS: dict[str, RGB] = {
-    "black": (28, 24, 22),
-    "darkbrown": (62, 42, 30),
-    "brown": (105, 70, 42),
-    "chestnut": (122, 63, 38),
-    "auburn": (140, 52, 32),
-    "red": (170, 40, 35),
-    "copper": (184, 100, 50),
-    "ginger": (205, 110, 50),
-    "orange": (230, 120, 35),
-    "golden": (212, 165, 80),
-    "blonde": (222, 192, 130),
-    "blond": (222, 192, 130),
-    "platinum": (230, 226, 212),
-    "silver": (190, 192, 198),
-    "gray": (150, 150, 152),
-    "grey": (150, 150, 152),
-    "white": (238, 236, 232),
-    "pink": (236, 122, 170),
-    "rose": (200, 90, 110),
-    "magenta": (200, 40, 150),
-    "purple": (118, 55, 160),
-    "violet": (140, 90, 200),
-    "blue": (45, 85, 200),
-    "navy": (30, 40, 110),
-    "teal": (30, 135, 140),
-    "green": (50, 150, 80),
+    # natural
+    "black": (26, 22, 20),
+    "darkbrown": (56, 38, 28),
+    "brown": (96, 66, 46),
+    "chestnut": (112, 62, 40),
+    "auburn": (106, 46, 34),
+    "copper": (168, 88, 48),
+    "ginger": (182, 102, 56),
+    "strawberry": (196, 138, 102),
+    "golden": (188, 146, 88),
+    "blonde": (204, 174, 126),
+    "ash": (170, 160, 140),
+    "platinum": (224, 218, 202),
+    "gray": (140, 138, 136),
+    "silver": (186, 188, 192),
+    "white": (234, 232, 226),
+    # dyes
+    "red": (156, 36, 34),
+    "orange": (214, 110, 40),
+    "pink": (222, 118, 158),
+    "rose": (180, 84, 102),
+    "magenta": (170, 40, 126),
+    "purple": (100, 50, 136),
+    "violet": (128, 88, 182),
+    "blue": (42, 78, 176),
+    "navy": (30, 38, 96),
+    "teal": (30, 118, 124),
+    "green": (46, 132, 74),
 }
+_ALIASES = {"blond": "blonde", "grey": "gray", "strawberryblonde": "strawberry", "ashblonde": "ash"}
+
+
+def named_colors() -> dict[str, RGB]:
+    """The named hair colours (name -> sRGB), in display order, aliases left out. Stable API: the web
+    page's palette is exported from it."""
+    return dict(HAIR_COLORS)
+
 
 #: Colour of the translucent overlay (RGB): a cyan that rarely occurs in real hair.
 OVERLAY_COLOR: RGB = (0, 200, 255)
@@ -71,6 +84,7 @@ def parse_color(value: str) -> RGB:
     """
     text = str(value).strip().lower()
     key = re.sub(r"[\s_-]", "", text)
+    key = _ALIASES.get(key, key)
     if key in HAIR_COLORS:
         return HAIR_COLORS[key]
     hex_match = re.fullmatch(r"#?([0-9a-f]{6}|[0-9a-f]{3})", text)
@@ -85,7 +99,7 @@ def parse_color(value: str) -> RGB:
         if all(0 <= c <= 255 for c in channels):
             return channels  # type: ignore[return-value]
         raise InputError(f"colour {value!r}: each of r,g,b must be 0..255")
-    names = ", ".join(sorted(k for k in HAIR_COLORS if k not in ("blond", "grey")))
+    names = ", ".join(HAIR_COLORS)
     raise InputError(
         f"not a colour: {value!r} (use a name [{names}], #rrggbb or r,g,b)"
     )

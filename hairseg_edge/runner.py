@@ -100,6 +100,7 @@ class RunOptions:
     max_frames: int | None = None
     flip_tta: bool = False  # Segmenter(flip_tta=...): mirror test-time augmentation
     hud: bool = False  # draw the processing FPS on overlay/recolour video frames
+    recolor_strength: float = 1.0  # 0..1: how far the hair moves to the --recolor colour
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "out_dir", Path(self.out_dir))
@@ -109,6 +110,9 @@ class RunOptions:
             raise InputError(f"--threads must be an integer >= 1, got {self.threads!r}")
         if self.max_frames is not None and self.max_frames < 1:
             raise InputError(f"--frames must be >= 1, got {self.max_frames}")
+        strength = self.recolor_strength
+        if isinstance(strength, bool) or not isinstance(strength, (int, float)) or not 0.0 <= strength <= 1.0:
+            raise InputError(f"--recolor-strength must be between 0 and 1, got {self.recolor_strength!r}")
         if self.recolor is not None and not isinstance(self.recolor, tuple):
             try:
                 render.parse_color(self.recolor)
@@ -127,6 +131,7 @@ class RunOptions:
             "model": None if self.model is None else str(self.model),
             "overlay": self.overlay,
             "recolor": None if self.recolor is None else list(self.recolor_rgb or ()),
+            "recolor_strength": self.recolor_strength,
             "soft": self.soft,
             "show": self.show,
             "force": self.force,
@@ -385,7 +390,8 @@ class _Pipeline:
         if "overlay" in roles:
             images["overlay"] = render.overlay(rgb, weight)
         if "recolor" in roles and self.color is not None:
-            images["recolor"] = render.recolor(rgb, weight, self.color)
+            images["recolor"] = render.recolor(rgb, weight, self.color,
+                                               strength=self.options.recolor_strength)
         return _Frame(mask, images, float(np.count_nonzero(mask)) / mask.size)
 
 

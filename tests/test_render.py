@@ -48,6 +48,8 @@ def _hue_distance(lab_pixels: np.ndarray, target_lab: np.ndarray) -> float:
     ("red", HAIR_COLORS["red"]),
     ("  Blonde ", HAIR_COLORS["blonde"]),
     ("dark-brown", HAIR_COLORS["darkbrown"]),
+    ("Grey", HAIR_COLORS["gray"]),
+    ("blond", HAIR_COLORS["blonde"]),
     ("#aa33cc", (0xAA, 0x33, 0xCC)),
     ("#A3C", (0xAA, 0x33, 0xCC)),
     ("aa33cc", (0xAA, 0x33, 0xCC)),
@@ -152,3 +154,74 @@ def test_draw_label_writes_into_the_top_left_corner():
 def test_mask_to_uint8_is_0_or_255():
     out = mask_to_uint8(np.array([[True, False], [False, True]]))
     assert out.dtype == np.uint8 and out.tolist() == [[255, 0], [0, 255]]
+
+
+# --------------------------------------------------------------------------------------------------
+# The named palette (issue 27): names look like the hair colours they are named after
+# --------------------------------------------------------------------------------------------------
+
+
+def _lch(color) -> tuple[float, float, float]:
+    lab = color_lab(color)
+    return float(lab[0]), float(np.hypot(lab[1], lab[2])), float(np.degrees(np.arctan2(lab[2], lab[1])))
+
+
+def test_named_colors_is_the_palette_without_aliases():
+    from hairseg_edge.render import named_colors
+
+    palette = named_colors()
+    assert {"auburn", "blonde", "copper", "black", "gray", "red"} <= set(palette)
+    assert not {"blond", "grey"} & set(palette)
+    for name, rgb in palette.items():
+        assert parse_color(name) == rgb and len(rgb) == 3 and all(0 <= c <= 255 for c in rgb)
+    palette["auburn"] = (0, 0, 0)
+    assert named_colors()["auburn"] != (0, 0, 0)  # a copy: callers cannot change the palette
+
+
+def test_auburn_is_a_dark_reddish_brown_not_copper():
+    light, chroma, hue = _lch(parse_color("auburn"))
+    assert light < 35 and 15 < chroma < 40 and 15 < hue < 50  # dark, muted, red-orange hue
+    copper_light, copper_chroma, _ = _lch(parse_color("copper"))
+    assert copper_light > light + 10 and copper_chroma > chroma
+    # Natural tones are ordered dark to light as their names say.
+    lightness = [_lch(parse_color(n))[0] for n in ("black", "darkbrown", "brown", "golden", "blonde",
+                                                     "platinum")]
+    assert lightness == sorted(lightness)
+
+
+def test_hex_colours_and_strength_from_the_command_line(tmp_path):
+    from typer.testing import CliRunner
+
+    from hairseg_edge.cli import app
+    from hairseg_edge.imageio import read_image, write_image
+
+    rgb, _ = _head(seed=2, size=160)
+    write_image(tmp_path / "face.png", rgb)
+    results = {}
+    for strength in ("0", "0.5", "1"):
+        out = tmp_path / f"s{strength}"
+        result = CliRunner().invoke(app, ["run", str(tmp_path / "face.png"), "--out", str(out),
+                                          "--recolor", "#2266DD", "--recolor-strength", strength])
+        assert result.exit_code == 0, result.output
+        results[strength] = read_image(out / "face_recolor.png").astype(int)
+    np.testing.assert_array_equal(results["0"], rgb)
+    half = np.abs(results["0.5"] - rgb).sum()
+    assert 0.3 * np.abs(results["1"] - rgb).sum() < half < 0.7 * np.abs(results["1"] - rgb).sum()
+    bad = CliRunner().invoke(app, ["run", str(tmp_path / "face.png"), "--out", str(tmp_path / "bad"),
+                                   "--recolor", "auburn", "--recolor-strength", "1.5"])
+    assert bad.exit_code == 2 and "--recolor-strength must be between 0 and 1" in bad.stderr
+
+
+def test_the_committed_contact_sheet_is_small_and_shows_every_named_colour():
+    from pathlib import Path
+
+    from hairseg_edge.render import named_colors
+
+    sheet = Path(__file__).resolve().parents[1] / "docs" / "recolor-contact-sheet.jpg"
+    assert sheet.stat().st_size < 500 * 1024
+    image = cv2.imread(str(sheet))
+    # scripts/contact_sheet.py: blocks of 3 tiles of 120 px (+ a 18 px label, 2 px margins), 4 a row,
+    # one block for the originals and one per named colour.
+    blocks = 1 + len(named_colors())
+    assert image.shape[1] == 4 * (3 * 120 + 4)
+    assert image.shape[0] == -(-blocks // 4) * (120 + 18 + 4)

@@ -80,8 +80,12 @@ def run_command(
     overlay: Annotated[bool, typer.Option(
         "--overlay", help="Also write <stem>_overlay (hair tinted and outlined).")] = False,
     recolor: Annotated[Optional[str], typer.Option(
-        "--recolor", help="Also write <stem>_recolor with the hair recoloured: a name (red, "
-                          "blonde, copper, ...), #rrggbb or r,g,b.", show_default=False)] = None,
+        "--recolor", help="Also write <stem>_recolor with the hair recoloured: a hair colour name "
+                          "(auburn, blonde, copper, ...; see docs/recolor.md), #rrggbb or r,g,b.",
+        show_default=False)] = None,
+    recolor_strength: Annotated[float, typer.Option(
+        "--recolor-strength", help="How far --recolor moves the hair's colour: 0 (unchanged) to 1 "
+                                   "(full).")] = 1.0,
     soft: Annotated[bool, typer.Option(
         "--soft", help="Also write <stem>_matte.png, a guided-filter soft matte (0..255), and "
                        "use it for overlay/recolour edges.")] = False,
@@ -122,7 +126,8 @@ def run_command(
 
     options = RunOptions(out_dir=out, model=model, overlay=overlay, recolor=recolor, soft=soft,
                          show=show, force=force, smooth=smooth, threads=threads, adapter=adapter,
-                         flip_tta=flip_tta, max_frames=frames, hud=hud)
+                         flip_tta=flip_tta, max_frames=frames, hud=hud,
+                         recolor_strength=recolor_strength)
     if json_path is not None and json_path.exists() and not force:
         raise InputError("already exists (pass --force to overwrite)", json_path)
 
