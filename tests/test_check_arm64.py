@@ -80,6 +80,7 @@ def test_cpu_lists_and_pi_cpuinfo(harness):
 
 def test_a_missing_prerequisite_is_one_line_and_exit_0(harness, monkeypatch, capsys, tmp_path):
     monkeypatch.setattr(harness.os, "geteuid", lambda: 1000)
+    monkeypatch.setenv("CI", "true")  # not root: could not emulate, so even CI accepts the skip
     assert harness.main(["--cache", str(tmp_path)]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines == ["arm64 check skipped: needs root (chroot, mount, binfmt_misc); run it as root, "
@@ -122,3 +123,60 @@ def test_a_differing_prepared_input_fails_the_check_naming_it(harness, tmp_path)
     changed[name] = "0" * 64
     with pytest.raises(harness.Failure, match="prepare different model inputs \\(1 of 12\\): " + name):
         host.compare_prepared(inputs, changed)
+
+
+def test_could_emulate_on_this_machine_matches_what_it_has(harness):
+    """The decision itself, on the real machine: root on Linux with binfmt_misc in the kernel and qemu
+    installed or apt-get to install it (this project's machines and CI: root, apt reachable)."""
+    import os
+    import shutil
+
+    capable, why = harness.could_emulate()
+    kernel = "binfmt_misc" in Path("/proc/filesystems").read_text() if sys.platform == "linux" else False
+    expected = (sys.platform == "linux" and os.geteuid() == 0 and (harness.native_arm64() or (
+        kernel and bool(shutil.which("qemu-aarch64-static") or shutil.which("apt-get")))))
+    assert capable == expected, why
+    if os.environ.get("CI") and os.geteuid() == 0 and shutil.which("apt-get") and kernel:
+        assert capable  # CI here is root with apt: the arm64 check must run, not skip
+
+
+def test_could_emulate_says_no_without_root_or_a_way_to_get_qemu(harness, monkeypatch):
+    monkeypatch.setattr(harness.sys, "platform", "linux")
+    monkeypatch.setattr(harness.os, "geteuid", lambda: 1000)
+    assert harness.could_emulate() == (False, "not root")
+    monkeypatch.setattr(harness.os, "geteuid", lambda: 0)
+    monkeypatch.setattr(harness, "native_arm64", lambda: False)
+    monkeypatch.setattr(harness.shutil, "which", lambda tool: None)
+    capable, why = harness.could_emulate()
+    assert not capable and ("qemu" in why or "binfmt_misc" in why)
+    monkeypatch.setattr(harness.shutil, "which", lambda tool: "/usr/bin/apt-get" if tool == "apt-get" else None)
+    monkeypatch.setattr(harness, "BINFMT_DIR", Path("/nonexistent"))
+    monkeypatch.setattr(harness.Path, "read_text", lambda self, *a, **k: "nodev\tbinfmt_misc\n")
+    assert harness.could_emulate() == (True, "root, binfmt_misc in the kernel, qemu-aarch64-static "
+                                             "installable with apt-get")
+
+
+def test_in_ci_a_skip_on_a_machine_that_could_emulate_fails(harness, monkeypatch, capsys, tmp_path):
+    def skipping(opts):
+        raise harness.Skip("needs the network to the Debian mirror (example)")
+
+    monkeypatch.setattr(harness, "check", skipping)
+    monkeypatch.setattr(harness, "could_emulate", lambda: (True, "root, binfmt_misc in the kernel"))
+    monkeypatch.setenv("CI", "true")
+    assert harness.main(["--cache", str(tmp_path)]) == 1
+    last = capsys.readouterr().out.splitlines()[-1]
+    assert last.startswith("arm64 check FAILED: skipped (needs the network") and "could emulate" in last
+    monkeypatch.delenv("CI")
+    assert harness.main(["--cache", str(tmp_path)]) == 0  # a developer's machine: a skip, said last
+    assert capsys.readouterr().out.splitlines()[-1] == \
+        "arm64 check skipped: needs the network to the Debian mirror (example)"
+    monkeypatch.setattr(harness, "could_emulate", lambda: (False, "not root"))
+    monkeypatch.setenv("CI", "true")
+    assert harness.main(["--cache", str(tmp_path)]) == 0
+
+
+def test_ci_run_ends_with_the_arm64_skip_when_there_was_one():
+    """.ci/run's last line names an arm64 skip instead of a plain "CI passed"."""
+    script = (REPO / ".ci" / "run").read_text()
+    tail = script[script.index("make check-arm64"):]
+    assert "arm64 check skipped" in tail and "SKIPPED" in tail
