@@ -74,6 +74,15 @@ def test_bundled_models_are_present_and_described():
     assert "non-commercial" in (MODELS_DIR / "MODEL_CARD.md").read_text().lower()
 
 
+def test_model_card_float_sha256_is_the_bundled_keras_file():
+    """The card describes the float model that ships: replacing hairseg_float.keras without a new card
+    (or the reverse) turns this red."""
+    import hashlib
+
+    card = json.loads(CARD.read_text())
+    assert card["float_sha256"] == hashlib.sha256(FLOAT.read_bytes()).hexdigest()
+
+
 def test_bundled_int8_agrees_with_bundled_float(float_tflite):
     assert _agreement(INT8, float_tflite, _check_images()) >= MIN_AGREEMENT
 
