@@ -215,9 +215,7 @@ class ExportReport:
         """Title (Rich markup), short headers and rows of the float original and the variants, for
         the CLI's table printer (which fits them to the terminal)."""
         verdict = "[green]passed[/]" if self.gate.passed else "[red]FAILED[/]"
-        short = {"size KB": "KB", "size vs float": "size", "gzip KB": "gzip", "sparsity": "sparse",
-                 "agreement IoU": "agree", "max prob diff": "max dp", "speed-up": "speed"}
-        headers = [short.get(h, h) for h in self._headers(terminal=True)]
+        headers = [TERMINAL_HEADERS.get(h, h) for h in self._headers(terminal=True)]
         rows = []
         for cells in self._rows(terminal=True):
             if cells[1] == REJECTED:
@@ -240,6 +238,11 @@ class ExportReport:
         """Raise :class:`~hairseg_edge.errors.CheckFailed` (exit 1) when the gate failed."""
         if not self.gate.passed:
             raise CheckFailed(f"export gate failed: {self.gate.reason}")
+
+
+#: Short terminal headers of the report's columns (the Markdown report keeps the long ones).
+TERMINAL_HEADERS = {"size KB": "KB", "size vs float": "size", "gzip KB": "gzip", "sparsity": "sparse",
+                    "agreement IoU": "agree", "max prob diff": "max dp", "speed-up": "speed"}
 
 
 def _kb(n: int | None) -> str:

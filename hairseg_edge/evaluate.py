@@ -86,20 +86,24 @@ def _is_bundled(model: str | os.PathLike[str]) -> bool:
         return False
 
 
-def choose_split(split: str, model: str | os.PathLike[str], data: str | os.PathLike[str]) -> SplitChoice:
+def choose_split(split: str, model: str | os.PathLike[str], data: str | os.PathLike[str], *,
+                 ids_given: bool = False) -> SplitChoice:
     """Resolve ``--split`` (``auto`` by default) for ``model`` on the data set at ``data``.
 
     A model scored on photos it trained on looks better than it is (the bundled model: 0.939 IoU on all
     of figaro1k-hair-train against 0.897 on its validation split). So ``auto`` picks the recorded
     validation split (the stable hash split the bundled model never trained on, listed in
     ``hairseg_edge/splits/``) when the bundled model meets one of its training sets, and every photo
-    otherwise. An explicit ``all`` or ``train`` there is honoured with a warning.
+    otherwise; with an id list (``ids_given``) ``auto`` scores exactly those ids. An explicit ``all``
+    or ``train`` on a training set of the bundled model is honoured with a warning.
     """
     if split not in (*SPLITS, "auto"):
         raise InputError(f"--split must be one of auto, {', '.join(SPLITS)}, got {split!r}")
     name = os.path.basename(os.path.normpath(os.path.abspath(data)))
     trained_on = _is_bundled(model) and name in bundled_training_sets()
     if split == "auto":
+        if ids_given:
+            return SplitChoice("all", "the listed ids")
         if trained_on:
             return SplitChoice("val", f"validation split: the bundled model trained on the rest of {name}")
         return SplitChoice("all", "all photos")

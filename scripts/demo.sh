@@ -15,9 +15,10 @@ if [ -n "${HAIRSEG_DATA:-}" ]; then
     hairseg-edge export --float32 --int8 --data "$HAIRSEG_DATA" --limit 400 --out "$OUT/export" --force
 else
     python scripts/demo_images.py "$PHOTO" "$OUT/smoke-images" || exit 2
-    echo "WARNING: HAIRSEG_DATA is not set, so this is a SMOKE calibration (the sample photo, augmented"
-    echo "         variants of it and generated faces) and the gate checks agreement with the float model"
-    echo "         only (>= 0.97). Set HAIRSEG_DATA=/path/to/celebamask-hq-hair for a real accuracy check."
+    echo "WARNING: HAIRSEG_DATA is not set, so this is a SMOKE calibration (the sample"
+    echo "         photo, augmented variants of it and generated faces) and the gate checks"
+    echo "         agreement with the float model only (>= 0.97). Set"
+    echo "         HAIRSEG_DATA=/path/to/celebamask-hq-hair for a real accuracy check."
     hairseg-edge export --float32 --int8 --calib "$OUT/smoke-images" --eval "$OUT/smoke-images" \
         --out "$OUT/export" --force
 fi

@@ -354,6 +354,7 @@ def test_auto_split_scores_the_validation_split_when_the_bundled_model_trained_o
     explicit = choose_split("all", bundled, data)
     assert explicit.split == "all" and explicit.warning and "inflates" in explicit.warning
     assert choose_split("val", bundled, data).warning is None
+    assert choose_split("auto", bundled, data, ids_given=True).split == "all"  # the ids chosen say it all
     with pytest.raises(InputError, match="--split"):
         choose_split("test", bundled, data)
 

@@ -307,7 +307,7 @@ def gated_inputs(tmp_path_factory) -> tuple[Path, dict]:
 
     data_root = os.environ.get("HAIRSEG_DATA")
     if data_root:
-        return bundled_model_path("float"), dict(data=data_root, limit=96)
+        return bundled_model_path("float"), dict(data=data_root, limit=160)
     root = tmp_path_factory.mktemp("gated")
     sizes = [(256, 256), (200, 300), (320, 240)]
     return bundled_model_path("float"), dict(data=make_dataset(root / "train", n=96, size=sizes, seed=5),
@@ -322,7 +322,7 @@ def test_pruned_and_qat_int8_pass_the_accuracy_gate_on_ground_truth(gated_inputs
     from hairseg_edge.export.options import DEFAULT_MAX_DROP
 
     model, inputs = gated_inputs
-    extra = {"prune": 0.3, "finetune_steps": 60, "finetune_lr": 3e-5} if how == "prune" else \
+    extra = {"prune": 0.3, "finetune_steps": 120, "finetune_lr": 3e-5} if how == "prune" else \
         {"qat": True, "finetune_steps": 20, "finetune_lr": 1e-5}
     options = ExportOptions(model, variants=("int8",), out=tmp_path / "out", finetune_epochs=1, calib_count=32,
                             min_agreement=FINETUNED_MIN_AGREEMENT, **extra, **inputs)
@@ -340,13 +340,13 @@ def test_pruned_and_qat_int8_pass_the_accuracy_gate_on_ground_truth(gated_inputs
 
 
 def test_the_gate_refuses_a_pruned_model_that_lost_its_accuracy(export_inputs, tmp_path):
-    """The same gate, shown to bite: 95% sparsity with one fine-tuning step ruins the tiny model, the
+    """The same gate, shown to bite: 95% sparsity with two fine-tuning steps ruins the tiny model, the
     variant is refused (not written) and raise_for_gate is exit 1."""
     from hairseg_edge.export import ExportOptions, export_model
 
     options = ExportOptions(export_inputs["model"], variants=("int8",), prune=0.95, data=export_inputs["data"],
                             eval_data=export_inputs["eval"], out=tmp_path / "out", finetune_epochs=1,
-                            finetune_steps=1, calib_count=16)
+                            finetune_steps=2, calib_count=16)
     report = export_model(options)
     assert not report.gate.passed and report.variant("int8").path is None
     with pytest.raises(CheckFailed):

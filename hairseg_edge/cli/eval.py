@@ -114,7 +114,7 @@ def eval_command(
         from hairseg_edge.models import default_model_path
 
         model = default_model_path("int8")
-    choice = choose_split(split, model, data)
+    choice = choose_split(split, model, data, ids_given=ids is not None)
     if choice.warning:
         err_console.print(choice.warning, style="bold yellow", highlight=False, soft_wrap=True)
     dataset = select_dataset(data, split=choice.split, ids_file=ids, limit=limit)
