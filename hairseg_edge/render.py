@@ -2,11 +2,11 @@
 
 The recolour works in CIE LAB, where lightness (L) and colour (a, b) are separate:
 
+* the colour channels are *shifted* so the hair's mean a/b lands on the target colour's, keeping each
+  pixel's deviation from that mean (strand-to-strand colour variation survives);
 * the lightness is moved to the target's mean and its deviations scaled by the ratio of target to
   hair mean luminance (clamped), so highlights, shadows and strands stay visible instead of being
   flattened into paint;
-* the colour channels are *shifted* so the hair's mean a/b lands on the target colour's, keeping each
-  pixel's deviation from that mean (strand-to-strand colour variation survives);
 * the result is blended with the original by a per-pixel weight (the probability, or a guided-filter
   matte), so edges fade naturally into the background.
 
@@ -60,7 +60,8 @@ HAIR_COLORS: dict[str, RGB] = {
     "teal": (30, 118, 124),
     "green": (46, 132, 74),
 }
-_ALIASES = {"blond": "blonde", "grey": "gray", "strawberryblonde": "strawberry", "ashblonde": "ash"}
+#: Other names :func:`parse_color` accepts (spaces, "-" and "_" removed) -> the palette's name.
+ALIASES = {"blond": "blonde", "grey": "gray", "strawberryblonde": "strawberry", "ashblonde": "ash"}
 
 
 def named_colors() -> dict[str, RGB]:
@@ -84,7 +85,7 @@ def parse_color(value: str) -> RGB:
     """
     text = str(value).strip().lower()
     key = re.sub(r"[\s_-]", "", text)
-    key = _ALIASES.get(key, key)
+    key = ALIASES.get(key, key)
     if key in HAIR_COLORS:
         return HAIR_COLORS[key]
     hex_match = re.fullmatch(r"#?([0-9a-f]{6}|[0-9a-f]{3})", text)
@@ -234,7 +235,9 @@ def recolor_settings() -> dict[str, object]:
     """
     defaults = inspect.signature(recolor).parameters
     return {
-        "colors": {name: [int(c) for c in rgb] for name, rgb in HAIR_COLORS.items()},
+        # The palette's names first (a menu lists those), then the aliases parse_color also accepts.
+        "colors": {name: [int(c) for c in rgb] for name, rgb in
+                   {**named_colors(), **{a: HAIR_COLORS[n] for a, n in ALIASES.items()}}.items()},
         "min_gain": float(_MIN_GAIN),
         "max_gain": float(_MAX_GAIN),
         "min_weight": float(_MIN_WEIGHT),

@@ -88,7 +88,10 @@ def photo(h: int, w: int, seed: int) -> np.ndarray:
 def test_recolor_settings_carry_render_palette_and_constants():
     settings = render.recolor_settings()
     json.dumps(settings)  # JSON-ready
-    assert settings["colors"] == {k: list(v) for k, v in render.HAIR_COLORS.items()}
+    named = render.named_colors()
+    assert list(settings["colors"])[:len(named)] == list(named)  # the palette's names first, then aliases
+    assert settings["colors"] == {**{k: list(v) for k, v in named.items()},
+                                  **{a: list(named[n]) for a, n in render.ALIASES.items()}}
     assert (settings["min_gain"], settings["max_gain"]) == (render._MIN_GAIN, render._MAX_GAIN)
     assert settings["min_weight"] == render._MIN_WEIGHT
     assert 0 < settings["threshold"] < 1 and 0 <= settings["strength"] <= 1
