@@ -16,8 +16,8 @@ if [ -n "${HAIRSEG_DATA:-}" ]; then
 else
     python scripts/demo_images.py "$PHOTO" "$OUT/smoke-images" || exit 2
     echo "WARNING: HAIRSEG_DATA is not set, so this is a SMOKE calibration (the sample"
-    echo "         photo, augmented variants of it and generated faces) and the gate checks"
-    echo "         agreement with the float model only (>= 0.97). Set"
+    echo "         photo, augmented variants of it and generated faces) and the gate"
+    echo "         checks agreement with the float model only (>= 0.97). Set"
     echo "         HAIRSEG_DATA=/path/to/celebamask-hq-hair for a real accuracy check."
     hairseg-edge export --float32 --int8 --calib "$OUT/smoke-images" --eval "$OUT/smoke-images" \
         --out "$OUT/export" --force
