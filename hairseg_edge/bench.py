@@ -438,8 +438,11 @@ def parse_threads(text: str) -> tuple[int, ...]:
         values = tuple(int(part) for part in text.replace(" ", "").split(",") if part)
     except ValueError:
         raise InputError(f"--threads takes a comma-separated list of integers, got {text!r}") from None
-    if not values or any(v < 1 for v in values):
-        raise InputError(f"--threads values must be positive integers, got {text!r}")
+    from .runtime import MAX_THREADS
+
+    if not values or any(not 1 <= v <= MAX_THREADS for v in values):
+        raise InputError(f"--threads values must be integers between 1 and {MAX_THREADS}, "
+                         f"got {text!r}")
     return tuple(dict.fromkeys(values))
 
 

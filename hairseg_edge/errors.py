@@ -40,3 +40,9 @@ class CheckFailed(HairsegError):
     """A quality check did not pass (accuracy gate, regression, agreement)."""
 
     exit_code = 1
+
+
+class UnverifiedModelWarning(UserWarning):
+    """A model was accepted as a hair model from its tensor shapes alone (no hairseg metadata, no
+    explicit ``--adapter``): a person or selfie segmenter has the same shapes. The CLI prints it as
+    one line on stderr (``hairseg-edge: warning: ...``)."""

@@ -4,7 +4,8 @@
 >>> result = run_source("photos/", RunOptions(out_dir="out", overlay=True, recolor="copper"))  # doctest: +SKIP
 >>> result.exit_code, [item.outputs for item in result.items]                             # doctest: +SKIP
 
-Per input ``<stem>`` it writes, into ``out_dir`` (created when missing):
+Per input ``<stem>`` it writes, into ``out_dir`` (created when the first input is planned, locked
+against other runs while in use, removed again when nothing was written: see :mod:`.outputs`):
 
 ===================  =====================================  =========================================
 file                 when                                   what
@@ -39,9 +40,8 @@ import contextlib
 import os
 import re
 import sys
-import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -52,8 +52,10 @@ import numpy as np
 from . import render
 from .contract import binarize
 from .errors import HairsegError, InputError
-from .imageio import atomic_path, read_image, safe_child, write_image
+from .imageio import atomic_path, file_sha256, read_image, safe_child, write_image
 from .metrics import iou as mask_iou
+from .outputs import OutputFolder, check_out_dir, fit_name, is_own_output, request_signature
+from .runtime import MAX_THREADS  # LiteRT itself is loaded lazily, by the Segmenter
 from .postprocess import SmoothingOptions, TemporalSmoother, matte_to_uint8, refine_matte
 from .sources import IMAGE, MediaItem, Source, VideoStream, open_source
 
@@ -106,8 +108,10 @@ class RunOptions:
         object.__setattr__(self, "out_dir", Path(self.out_dir))
         if self.model is not None:
             object.__setattr__(self, "model", Path(self.model))
-        if isinstance(self.threads, bool) or not isinstance(self.threads, int) or self.threads < 1:
-            raise InputError(f"--threads must be an integer >= 1, got {self.threads!r}")
+        if (isinstance(self.threads, bool) or not isinstance(self.threads, int)
+                or not 1 <= self.threads <= MAX_THREADS):
+            raise InputError(f"--threads must be an integer between 1 and {MAX_THREADS}, "
+                             f"got {self.threads!r}")
         if self.max_frames is not None and self.max_frames < 1:
             raise InputError(f"--frames must be >= 1, got {self.max_frames}")
         strength = self.recolor_strength
@@ -272,22 +276,6 @@ class RunObserver:
 # --------------------------------------------------------------------------------------------------
 
 
-def prepare_out_dir(out_dir: Path) -> Path:
-    """Create ``out_dir`` when missing and prove it is writable; InputError (one line) otherwise."""
-    out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise InputError("output folder is a file, not a folder", out_dir)
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        # os.access is not enough (root, ACLs, read-only mounts): really create a file.
-        fd, probe = tempfile.mkstemp(prefix=".hairseg-write-test-", dir=out_dir)
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as exc:
-        raise InputError(f"cannot write to the output folder ({exc.strerror or exc})", out_dir) from None
-    return out_dir
-
-
 def gui_available() -> bool:
     """Whether this OpenCV build has a GUI backend (``opencv-python-headless`` has none)."""
     match = re.search(r"^\s*GUI:\s*(\S+)", cv2.getBuildInformation(), re.MULTILINE)
@@ -330,8 +318,10 @@ class _Window:
 # --------------------------------------------------------------------------------------------------
 
 
-def output_paths(stem: str, kind: str, input_suffix: str, options: RunOptions) -> dict[str, Path]:
-    """The files one input will produce, by role (see :data:`ROLES`), inside ``options.out_dir``."""
+def output_paths(stem: str, kind: str, input_suffix: str, options: RunOptions,
+                 name_limit: int = 255) -> dict[str, Path]:
+    """The files one input will produce, by role (see :data:`ROLES`), inside ``options.out_dir``;
+    names longer than ``name_limit`` bytes are shortened (:func:`outputs.fit_name`)."""
     if kind == IMAGE:
         picture = ".jpg" if input_suffix.lower() in (".jpg", ".jpeg") else ".png"
         suffixes = {"mask": ".png", "matte": ".png", "overlay": picture, "recolor": picture}
@@ -339,18 +329,28 @@ def output_paths(stem: str, kind: str, input_suffix: str, options: RunOptions) -
         suffixes = {role: video_codec(role)[1] for role in ROLES}
     wanted = {"mask": True, "matte": options.soft, "overlay": options.overlay,
               "recolor": options.recolor is not None}
-    return {role: safe_child(options.out_dir, f"{stem}_{role}{suffixes[role]}")
+    return {role: safe_child(options.out_dir, fit_name(stem, f"_{role}{suffixes[role]}", name_limit))
             for role in ROLES if wanted[role]}
 
 
-def _refuse_existing(paths: dict[str, Path], force: bool, written: set[Path]) -> None:
-    """Refuse an input whose outputs exist (without --force) or collide with this run's outputs."""
-    for path in paths.values():
+def _refuse_existing(paths: dict[str, Path], force: bool, written: set[Path],
+                     finished: Callable[[Path], bool] | None = None) -> dict[str, Path]:
+    """Refuse an input whose outputs exist (without --force) or collide with this run's outputs.
+
+    ``finished(path)``: whether an existing file is an output of this same request, written by an
+    earlier (killed or interrupted) run: it is complete (atomic writes), so it is kept and not
+    returned. The roles still to write are returned."""
+    missing = {}
+    for role, path in paths.items():
         if path in written:
             raise InputError("another input of this run already wrote this file (same file name "
                              "stem); rename one of the inputs", path)
         if path.exists() and not force:
-            raise InputError("already exists (pass --force to overwrite)", path)
+            if finished is None or not finished(path):
+                raise InputError("already exists (pass --force to overwrite)", path)
+            continue
+        missing[role] = path
+    return missing
 
 
 # --------------------------------------------------------------------------------------------------
@@ -472,9 +472,14 @@ class _Stop(Exception):
 class Runner:
     """Runs one :class:`~hairseg_edge.runtime.Segmenter` over sources; reusable across sources."""
 
-    def __init__(self, segmenter: Segmenter, options: RunOptions, observer: RunObserver | None = None):
+    def __init__(self, segmenter: Segmenter, options: RunOptions, observer: RunObserver | None = None,
+                 folder: OutputFolder | None = None):
         self.segmenter = segmenter
         self.options = options
+        #: The output folder, created and locked when the first input is planned; a folder made
+        #: here is released by close() (use the Runner as a context manager).
+        self._owns_folder = folder is None
+        self.folder = folder or OutputFolder(options.out_dir)
         self.observer = observer or RunObserver()
         self.pipeline = _Pipeline(segmenter, options)
         self.window = _Window() if options.show else None
@@ -487,13 +492,19 @@ class Runner:
         try:
             # Inside the try: an output path refused by safe_child (a symlink planted out of the
             # folder) is this input's problem, not a reason to drop the rest of a folder.
-            roles = output_paths(item.stem, IMAGE, item.path.suffix, opts)
-            _refuse_existing(roles, opts.force, self._written)
+            self.folder.claim()
+            roles = output_paths(item.stem, IMAGE, item.path.suffix, opts, self.folder.limit)
+            missing = _refuse_existing(roles, opts.force, self._written, self.folder.finished)
+            if not missing:  # finished by an earlier run of this same request
+                self._written.update(roles.values())
+                return ItemResult(item.name, IMAGE, tuple(str(p) for p in roles.values()))
             rgb = read_image(item.path)
             frame = self.pipeline.frame(rgb, roles)
             written = []
             for role, path in roles.items():
-                write_image(path, frame.images[role], force=opts.force)
+                if role in missing:
+                    write_image(path, frame.images[role], force=opts.force,
+                                note=self.folder.signature)
                 self._written.add(path)
                 written.append(str(path))
         except HairsegError as err:
@@ -513,8 +524,9 @@ class Runner:
     def stream(self, stream: VideoStream, stem: str, kind: str) -> ItemResult:
         """Process a video file or a camera frame by frame, writing one video per output role."""
         opts = self.options
-        roles = output_paths(stem, kind, VIDEO_SUFFIX, opts)
-        _refuse_existing(roles, opts.force, self._written)
+        self.folder.claim()
+        roles = output_paths(stem, kind, VIDEO_SUFFIX, opts, self.folder.limit)
+        _refuse_existing(roles, opts.force, self._written)  # videos are not resumed (see .outputs)
         smoother = TemporalSmoother(opts.smoothing) if opts.smooth else None
         limit = opts.max_frames
         total = stream.frame_count or None
@@ -614,8 +626,11 @@ class Runner:
                 raise ValueError("a camera source needs its opened VideoStream")
             yield self.stream(camera, f"camera{source.camera_index}", "camera")
             return
-        images = [item for item in source.items if item.kind == IMAGE]
-        videos = [item for item in source.items if item.kind != IMAGE]
+        inputs = source.items
+        if source.kind != "file":  # a folder or glob that is (or holds) the output folder
+            inputs = tuple(item for item in inputs if not is_own_output(item.path, self.options.out_dir))
+        images = [item for item in inputs if item.kind == IMAGE]
+        videos = [item for item in inputs if item.kind != IMAGE]
         if images:  # images share one progress bar; each video gets its own
             self.observer.start("images", len(images))
             for item in images:
@@ -634,6 +649,29 @@ class Runner:
     def close(self) -> None:
         if self.window is not None:
             self.window.close()
+        if self._owns_folder:
+            self.folder.close()
+
+    def __enter__(self) -> Runner:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _request_signature(source: Source, segmenter: Segmenter, options: RunOptions) -> str:
+    """What makes two runs "the same request" for resuming: the source, the model's bytes, the
+    adapter and every option that changes an output's pixels (not --force, --threads, --show)."""
+    fields = options.to_dict()
+    for key in ("force", "threads", "show", "out_dir", "model"):
+        fields.pop(key, None)
+    try:
+        model_sha = file_sha256(segmenter.path)
+    except HairsegError:
+        model_sha = str(segmenter.path)
+    return request_signature({"source": str(Path(source.spec).absolute()) if not source.is_camera
+                              else source.spec, "model_sha256": model_sha,
+                              "adapter": str(segmenter.adapter_name), "options": fields})
 
 
 def run_source(source: str | os.PathLike[str] | Source, options: RunOptions | None = None, *,
@@ -651,7 +689,7 @@ def run_source(source: str | os.PathLike[str] | Source, options: RunOptions | No
     resolved = source if isinstance(source, Source) else open_source(source)
     if options.show:
         check_show_possible()
-    prepare_out_dir(options.out_dir)
+    check_out_dir(options.out_dir)  # created only when the first input is planned (OutputFolder)
     if resolved.kind == "file" and resolved.items[0].kind != IMAGE:
         # One video: prove it opens before loading the model, so a bad file fails at once.
         VideoStream.open_file(resolved.items[0].path).close()
@@ -671,7 +709,9 @@ def run_source(source: str | os.PathLike[str] | Source, options: RunOptions | No
             segmenter = stack.enter_context(
                 Segmenter(model, threads=options.threads, adapter=options.adapter,
                           flip_tta=options.flip_tta))
-        runner = Runner(segmenter, options, observer)
+        folder = stack.enter_context(OutputFolder(options.out_dir, _request_signature(
+            resolved, segmenter, options)))
+        runner = Runner(segmenter, options, observer, folder)
         stack.callback(runner.close)
         results: list[ItemResult] = []
         stopped = False

@@ -23,6 +23,7 @@ import os
 import sys
 import tempfile
 import time
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +34,7 @@ import numpy as np
 from . import contract, tflite_meta
 from .adapters import Adapter, TensorSpec, detect_adapter, get_adapter
 from .contract import Contract
-from .errors import HairsegError, InputError
+from .errors import HairsegError, InputError, UnverifiedModelWarning
 
 #: Backend names in the order they are tried.
 BACKENDS = ("ai_edge_litert", "tflite_runtime", "tensorflow")
@@ -185,8 +186,8 @@ def load_model(model: str | os.PathLike[str], *, threads: int = 1,
         threads = operator.index(threads)  # int or numpy integer, never 1.5 or "2"
     except TypeError:
         raise InputError(f"threads must be a positive integer, got {threads!r}") from None
-    if threads < 1:
-        raise InputError(f"threads must be a positive integer, got {threads!r}")
+    if not 1 <= threads <= MAX_THREADS:
+        raise InputError(f"--threads must be between 1 and {MAX_THREADS}, got {threads!r}")
     path = Path(model)
     if path.is_dir():
         raise InputError("is a folder, expected a .tflite file", path)
@@ -307,6 +308,22 @@ class Segmentation:
         return f"Segmentation({w}x{h}, hair {float(np.mean(self.mask)):.1%})"
 
 
+#: The most interpreter threads accepted: LiteRT segfaults creating a pool of 100,000 threads, and
+#: no CPU this runs on has more than a few dozen cores to use.
+MAX_THREADS = 64
+
+#: Adapters whose detection rests on tensor shapes any one-class segmenter shares (a person, selfie
+#: or sky model): a model detected as one of them without metadata is run, with a warning.
+SHAPE_ONLY_ADAPTERS = ("hairseg", "community-mobile")
+
+
+def unverified_model_message(adapter_name: str) -> str:
+    """The one-line warning for a model accepted from its tensor shapes alone."""
+    return (f"not known to be a hair model: no hairseg metadata, accepted from its tensor shapes "
+            f"alone; a person or selfie segmenter has the same shapes and its masks are not hair. "
+            f"Pass --adapter {adapter_name} if it is a hair model")
+
+
 class Segmenter:
     """Hair segmentation with any supported .tflite model, on the CPU, with no TensorFlow.
 
@@ -335,6 +352,12 @@ class Segmenter:
         self.load_ms: float = loaded.load_ms
         self.contract: Contract | None = _contract_from(loaded)
         chosen = self._choose_adapter(adapter)
+        #: Why this model's output is not known to be hair (None when its metadata or an explicit
+        #: adapter says so); also issued as an UnverifiedModelWarning.
+        self.unverified: str | None = None
+        if adapter is None and self.contract is None and chosen.name in SHAPE_ONLY_ADAPTERS:
+            self.unverified = unverified_model_message(chosen.name)
+            warnings.warn(UnverifiedModelWarning(f"{self.path}: {self.unverified}"), stacklevel=2)
         self._adapter: Adapter = chosen
         self.adapter_name: str = chosen.name
         self.input_hw: tuple[int, int] = chosen.input_hw(loaded.inputs)

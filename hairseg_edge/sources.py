@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 
 from .errors import InputError
-from .imageio import IMAGE_SUFFIXES
+from .imageio import IMAGE_SUFFIXES, check_frame_size
 
 # FFmpeg says why a file will not open ("moov atom not found") only on file descriptor 2, like
 # LiteRT when a model will not load: the runtime's capture of native stderr serves both.
@@ -213,6 +213,11 @@ class VideoStream:
         self.height = int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT) or 0)
         count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
         self.frame_count = 0 if is_camera or count < 0 else count
+        try:  # refuse before the first frame is decoded
+            check_frame_size(self.width, self.height, name)
+        except InputError:
+            capture.release()
+            raise
 
     @classmethod
     def open_file(cls, path: str | os.PathLike[str]) -> VideoStream:

@@ -281,7 +281,7 @@ def test_a_model_that_is_not_a_model(tmp_path, one_line_error):
     fake.write_bytes(b"\x00" * 64)
     result = invoke(tmp_path / "a.jpg", "--model", fake, "--out", tmp_path / "out")
     one_line_error(result, "fake.tflite")
-    assert list((tmp_path / "out").iterdir()) == []
+    assert not (tmp_path / "out").exists()  # nothing created for a run that wrote nothing
 
 
 @pytest.mark.parametrize(("option", "value"), [("--threads", "0"), ("--frames", "0")])
@@ -553,7 +553,8 @@ def test_a_camera_stream_runs_like_a_video_and_stops_after_frames(tmp_path, vide
     with Segmenter(tiny_tflite["float32"]) as segmenter:
         stream = VideoStream(cv2.VideoCapture(str(video)), "camera 0", is_camera=True)
         with stream:
-            item = Runner(segmenter, options).stream(stream, "camera0", "camera")
+            with Runner(segmenter, options) as runner:
+                item = runner.stream(stream, "camera0", "camera")
     assert item.kind == "camera" and item.frames == 20
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["camera0_mask.mkv",
                                                                    "camera0_recolor.mp4"]

@@ -47,6 +47,27 @@ def _root(
         from hairseg_edge.runtime import VERBOSE_ENV
 
         os.environ[VERBOSE_ENV] = "1"
+    _warnings_as_one_line()
+
+
+def _warnings_as_one_line() -> None:
+    """Show the library's own warnings (a model not known to be a hair model) as one line on
+    stderr, once per message, instead of Python's two-line "file:line: Category" form."""
+    import sys
+    import warnings
+
+    from hairseg_edge.errors import UnverifiedModelWarning
+
+    default = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):  # noqa: ANN001
+        if issubclass(category, UnverifiedModelWarning):
+            print(f"hairseg-edge: warning: {message}", file=sys.stderr, flush=True)
+        else:
+            default(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = show
+    warnings.simplefilter("default", UnverifiedModelWarning)
 
 
 for _name in COMMAND_MODULES:

@@ -34,3 +34,29 @@ def reports_errors(func: F) -> F:
             raise typer.Exit(code=130) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def bounded(low: float | None = None, high: float | None = None) -> Callable[..., Any]:
+    """A Typer option callback that refuses a number outside ``[low, high]`` (and NaN or infinity)
+    in one line naming the option, exit 2, before the command runs. Integers without ``high`` stop
+    at 2**31 - 1, the most any native library behind an option takes."""
+    import math
+
+    def check(param: typer.CallbackParam, value: Any) -> Any:
+        if value is None or isinstance(value, (bool, str)):
+            return value
+        name = param.opts[0] if param.opts else param.name
+        top = high if high is not None or isinstance(value, float) else 2**31 - 1
+        bad = (isinstance(value, float) and not math.isfinite(value)) or \
+            (low is not None and value < low) or (top is not None and value > top)
+        if bad:
+            def show(x: float) -> str:
+                return str(x) if isinstance(x, int) else f"{x:g}"
+
+            span = (f"between {show(low)} and {show(top)}" if low is not None and top is not None
+                    else f"at least {show(low)}" if low is not None else f"at most {show(top)}")
+            print(f"hairseg-edge: {name} must be {span}, got {value!r}", file=sys.stderr)
+            raise typer.Exit(code=2)
+        return value
+
+    return check
