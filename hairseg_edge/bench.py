@@ -362,6 +362,19 @@ def worker_command(model: str, threads: int, options: BenchOptions) -> list[str]
     return cmd
 
 
+def _pass_on_model_warnings(worker_stderr: str) -> None:
+    """Re-issue the worker's UnverifiedModelWarning here (end-to-end timing builds a Segmenter in
+    the worker), so ``bench`` says it like ``run`` and ``eval`` do, once per model."""
+    import warnings
+
+    from .errors import UnverifiedModelWarning
+
+    marker = f"{UnverifiedModelWarning.__name__}: "
+    for line in worker_stderr.splitlines():
+        if marker in line:
+            warnings.warn(UnverifiedModelWarning(line.split(marker, 1)[1].strip()), stacklevel=2)
+
+
 def run_worker(model: str | os.PathLike[str], threads: int, options: BenchOptions) -> BenchResult:
     """Measure ``model`` at ``threads`` in a fresh process; failures come back as ``error`` rows."""
     shown = os.fspath(model)
@@ -370,6 +383,7 @@ def run_worker(model: str | os.PathLike[str], threads: int, options: BenchOption
                               text=True, env=_worker_env(), timeout=options.timeout_s, check=False)
     except subprocess.TimeoutExpired:
         return BenchResult(shown, threads, error=f"timed out after {options.timeout_s:.0f} s")
+    _pass_on_model_warnings(proc.stderr)
     for line in proc.stdout.splitlines():
         if line.startswith(RESULT_PREFIX):
             try:

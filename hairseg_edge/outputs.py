@@ -151,9 +151,10 @@ class OutputFolder:
             if same:
                 break
             os.close(fd)
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
         self._lock_fd = fd
+        with contextlib.suppress(OSError):  # the PID is for the message only (a full disk is fine)
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())
 
     def finished(self, path: Path) -> bool:
         """Whether ``path`` is an output this same request wrote before (kept on a rerun)."""

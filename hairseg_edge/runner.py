@@ -621,6 +621,9 @@ class Runner:
 
         A camera source needs its opened ``camera`` stream (opened by the caller, before the model
         is loaded, so a missing camera is reported at once)."""
+        # The output folder is created and locked now that there is work, before any input: a
+        # folder in use by another run ends this run in one line.
+        self.folder.claim()
         if source.is_camera:
             if camera is None:
                 raise ValueError("a camera source needs its opened VideoStream")

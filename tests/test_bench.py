@@ -233,8 +233,8 @@ def test_bench_command_refuses_bad_options_before_running(tiny_tflite, tmp_path)
     existing.write_text("[]")
     cases = [
         (["--json", str(existing)], "already exists (pass --force to overwrite)"),
-        (["--threads", "0"], "--threads values must be positive"),
-        (["--runs", "0"], "--runs must be at least 1"),
+        (["--threads", "0"], "--threads values must be integers between 1 and 64"),
+        (["--runs", "0"], "--runs must be between 1 and 1000000"),
         (["--image", str(tmp_path / "none.png")], "no such file"),
         (["--flip-tta"], "--flip-tta is timed end to end"),
     ]
