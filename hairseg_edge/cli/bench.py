@@ -78,8 +78,10 @@ def bench_command(
         show_default=False)] = None,
     threads: Annotated[str, typer.Option(
         "--threads", "-t", help="Comma-separated interpreter thread counts, e.g. 1,2,4.")] = "1",
-    runs: Annotated[int, typer.Option("--runs", "-n", help="Timed runs per measurement.", callback=bounded(1, 1_000_000))] = 50,
-    warmup: Annotated[int, typer.Option("--warmup", help="Untimed runs after the first.", callback=bounded(0, 1_000_000))] = 5,
+    runs: Annotated[int, typer.Option("--runs", "-n", help="Timed runs per measurement.",
+        callback=bounded(1, 1_000_000))] = 50,
+    warmup: Annotated[int, typer.Option("--warmup", help="Untimed runs after the first.",
+        callback=bounded(0, 1_000_000))] = 5,
     image: Annotated[Optional[Path], typer.Option(
         "--image", help="Time on this image instead of synthetic input.", show_default=False)] = None,
     end_to_end: Annotated[bool, typer.Option(

@@ -68,7 +68,8 @@ def eval_command(
         "--data", "-d", help="Data set folder (images/ + masks/, or the CelebAMask-HQ layout).",
         show_default=False)] = ...,  # type: ignore[assignment]
     limit: Annotated[Optional[int], typer.Option(
-        "--limit", "-n", help="Score only the first N selected images.", show_default=False, callback=bounded(1))] = None,
+        "--limit", "-n", help="Score only the first N selected images.", show_default=False,
+        callback=bounded(1))] = None,
     adapter: Annotated[Optional[str], typer.Option(
         "--adapter",
         help="How to feed the model: hairseg, mediapipe-hair, bisenetv2-celebamask or "
@@ -83,7 +84,8 @@ def eval_command(
         "--reference-adapter", help="Adapter of the reference model (default: detected).",
         show_default=False)] = None,
     max_drop: Annotated[float, typer.Option(
-        "--max-drop", help="Largest allowed IoU drop against --reference.", callback=bounded(0.0, 1.0))] = 0.005,
+        "--max-drop", help="Largest allowed IoU drop against --reference.",
+        callback=bounded(0.0, 1.0))] = 0.005,
     split: Annotated[str, typer.Option(
         "--split", help="Which ids to score: all, val or train (the stable hash split). auto: val when "
                         "the bundled model is scored on a data set it trained on (its recorded "
@@ -91,7 +93,8 @@ def eval_command(
     ids: Annotated[Optional[Path], typer.Option(
         "--ids", help="Score only the ids listed in this file (one per line).",
         show_default=False)] = None,
-    threads: Annotated[int, typer.Option("--threads", "-t", help="Interpreter threads.", callback=bounded(1, MAX_THREADS))] = 1,
+    threads: Annotated[int, typer.Option("--threads", "-t", help="Interpreter threads.",
+        callback=bounded(1, MAX_THREADS))] = 1,
     flip_tta: Annotated[bool, typer.Option(
         "--flip-tta", help="Also run each image mirrored and average the two outputs, for the model "
                            "and the reference alike (test-time augmentation): a little more accurate, "

@@ -74,24 +74,29 @@ def export(
     limit: Annotated[Optional[int], typer.Option(
         help="Read at most N images from each data set (fine-tuning, calibration, evaluation).",
         show_default=False, callback=bounded(1))] = None,
-    calib_count: Annotated[int, typer.Option("--calib-count", help="Calibration images.", callback=bounded(1, 1_000_000))] = 200,
+    calib_count: Annotated[int, typer.Option("--calib-count", help="Calibration images.",
+        callback=bounded(1, 1_000_000))] = 200,
     max_drop: Annotated[float, typer.Option(
         "--max-drop", help="Largest IoU drop against the float model that passes (0.005 = half a "
                            "point).", callback=bounded(0.0, 1.0))] = 0.005,
     min_agreement: Annotated[float, typer.Option(
-        "--min-agreement", help="Smallest agreement IoU with the float model's masks that passes.", callback=bounded(0.0, 1.0))] = 0.97,
+        "--min-agreement", help="Smallest agreement IoU with the float model's masks that passes.",
+        callback=bounded(0.0, 1.0))] = 0.97,
     io: Annotated[IOType, typer.Option(
         help="int8 model input/output type: uint8 takes camera frames as they are.")] = IOType.UINT8,
     out: Annotated[Path, typer.Option(help="Output folder (models, report.json, report.md).")] = Path(
         "export-out"),
     force: Annotated[bool, typer.Option("--force", help="Overwrite existing outputs.")] = False,
     finetune_epochs: Annotated[int, typer.Option(
-        "--finetune-epochs", help="Fine-tune epochs for --prune / --qat.", callback=bounded(1, 10_000))] = 2,
+        "--finetune-epochs", help="Fine-tune epochs for --prune / --qat.",
+        callback=bounded(1, 10_000))] = 2,
     finetune_steps: Annotated[Optional[int], typer.Option(
         "--finetune-steps", help="Steps per fine-tune epoch (default: one pass over the training "
                                  "split).", show_default=False, callback=bounded(1))] = None,
-    finetune_batch: Annotated[int, typer.Option("--finetune-batch", help="Fine-tune batch size.", callback=bounded(1, 4096))] = 8,
-    finetune_lr: Annotated[float, typer.Option("--finetune-lr", help="Fine-tune learning rate.", callback=bounded(1e-9, 1.0))] = 1e-4,
+    finetune_batch: Annotated[int, typer.Option("--finetune-batch", help="Fine-tune batch size.",
+        callback=bounded(1, 4096))] = 8,
+    finetune_lr: Annotated[float, typer.Option("--finetune-lr", help="Fine-tune learning rate.",
+        callback=bounded(1e-9, 1.0))] = 1e-4,
     as_json: Annotated[bool, typer.Option("--json", help="Print report.json to stdout instead of the "
                                                          "table.")] = False,
 ) -> None:

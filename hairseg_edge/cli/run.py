@@ -95,7 +95,8 @@ def run_command(
     hud: Annotated[bool, typer.Option(
         "--hud", help="Videos and cameras: draw the processing FPS on the overlay/recolour "
                       "frames.")] = False,
-    threads: Annotated[int, typer.Option("--threads", "-t", help="Interpreter threads.", callback=bounded(1, MAX_THREADS))] = 1,
+    threads: Annotated[int, typer.Option("--threads", "-t", help="Interpreter threads.",
+        callback=bounded(1, MAX_THREADS))] = 1,
     flip_tta: Annotated[bool, typer.Option(
         "--flip-tta", help="Also run each frame mirrored and average the two outputs (test-time "
                            "augmentation): a little more accurate, twice the inference time.")] = False,
@@ -108,7 +109,8 @@ def run_command(
     smooth: Annotated[bool, typer.Option(
         "--smooth/--no-smooth", help="Temporal smoothing of video masks.")] = True,
     frames: Annotated[Optional[int], typer.Option(
-        "--frames", help="Stop a video or camera after this many frames.", show_default=False, callback=bounded(1))] = None,
+        "--frames", help="Stop a video or camera after this many frames.", show_default=False,
+        callback=bounded(1))] = None,
     json_path: Annotated[Optional[Path], typer.Option(
         "--json", help="Write a JSON summary of the run here.", show_default=False)] = None,
 ) -> None:

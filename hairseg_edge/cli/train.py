@@ -41,17 +41,24 @@ def train(
     data: Annotated[Optional[list[Path]], typer.Option(
         "--data", help="Data set folder (folder format or CelebAMask-HQ layout); repeat for a union.")] = None,
     arch: Annotated[str, typer.Option(help="Architecture from the registry (see --list-archs).")] = "fused_unet",
-    img_size: Annotated[int, typer.Option("--img-size", help="Square model input side, a multiple of 32.", callback=bounded(32, 4096))] = 160,
-    width: Annotated[Optional[float], typer.Option(help="Width multiplier (default: the architecture's).", callback=bounded(0.05, 4.0))] = None,
-    epochs: Annotated[int, typer.Option(help="Total epochs to reach (also with --resume).", callback=bounded(1, 100_000))] = 30,
+    img_size: Annotated[int, typer.Option("--img-size", help="Square model input side, a multiple of 32.",
+        callback=bounded(32, 4096))] = 160,
+    width: Annotated[Optional[float], typer.Option(help="Width multiplier (default: the architecture's).",
+        callback=bounded(0.05, 4.0))] = None,
+    epochs: Annotated[int, typer.Option(help="Total epochs to reach (also with --resume).",
+        callback=bounded(1, 100_000))] = 30,
     batch: Annotated[int, typer.Option(help="Batch size per replica.", callback=bounded(1, 4096))] = 16,
-    limit: Annotated[Optional[int], typer.Option(help="Read at most N images from each --data folder.", callback=bounded(1))] = None,
+    limit: Annotated[Optional[int], typer.Option(help="Read at most N images from each --data folder.",
+        callback=bounded(1))] = None,
     out: Annotated[Path, typer.Option(help="Run folder: model.keras, checkpoints, history, curve.")] = Path(
         "runs/hairseg"),
     resume: Annotated[bool, typer.Option(help="Continue the run in --out from its last checkpoint.")] = False,
-    lr: Annotated[float, typer.Option(help="Peak learning rate (AdamW, cosine decay).", callback=bounded(1e-9, 10.0))] = 3e-3,
-    patience: Annotated[int, typer.Option(help="Early stopping: epochs without a better val IoU.", callback=bounded(0, 100_000))] = 8,
-    seed: Annotated[int, typer.Option(help="Random seed (shuffling, augmentation, initial weights).", callback=bounded(0, 2**32 - 1))] = 1234,
+    lr: Annotated[float, typer.Option(help="Peak learning rate (AdamW, cosine decay).",
+        callback=bounded(1e-9, 10.0))] = 3e-3,
+    patience: Annotated[int, typer.Option(help="Early stopping: epochs without a better val IoU.",
+        callback=bounded(0, 100_000))] = 8,
+    seed: Annotated[int, typer.Option(help="Random seed (shuffling, augmentation, initial weights).",
+        callback=bounded(0, 2**32 - 1))] = 1234,
     data_weights: Annotated[Optional[str], typer.Option(
         "--data-weights", help="Oversampling per --data folder, e.g. 1,3,1.")] = None,
     strategy: Annotated[str, typer.Option(
@@ -59,7 +66,8 @@ def train(
     mixed_precision: Annotated[str, typer.Option(
         "--mixed-precision", help="auto (on with a GPU) | on | off.")] = "auto",
     steps_per_epoch: Annotated[Optional[int], typer.Option(
-        "--steps-per-epoch", help="Cap the steps per epoch (quick trials).", callback=bounded(1))] = None,
+        "--steps-per-epoch", help="Cap the steps per epoch (quick trials).",
+        callback=bounded(1))] = None,
     init_from: Annotated[Optional[str], typer.Option(
         "--init-from", help="Start from this .keras model's weights (same --arch and --width; any "
         "--img-size): fine-tune. 'default' = the bundled float model.")] = None,
@@ -73,13 +81,15 @@ def train(
     ] = "best",
     average_last: Annotated[int, typer.Option(
         "--average-last", help="Stochastic weight averaging: hold the learning rate over the last N epochs "
-        "and make OUT/model.keras the average of their weights. 0 = off.", callback=bounded(0, 100_000))] = 0,
+        "and make OUT/model.keras the average of their weights. 0 = off.",
+        callback=bounded(0, 100_000))] = 0,
     teacher: Annotated[Optional[str], typer.Option(
         "--teacher", help="Distil from this trained .keras hair model: the targets become a mix of the masks "
         "and its probability (averaged over each image and its mirror image). 'default' = the bundled "
         "float model.")] = None,
     distill_weight: Annotated[float, typer.Option(
-        "--distill-weight", help="With --teacher: target = (1 - w) * mask + w * teacher.", callback=bounded(0.0, 1.0))] = 0.5,
+        "--distill-weight", help="With --teacher: target = (1 - w) * mask + w * teacher.",
+        callback=bounded(0.0, 1.0))] = 0.5,
     list_archs: Annotated[bool, typer.Option(
         "--list-archs", help="List architectures with parameters and MACs at --img-size, then exit.")] = False,
 ) -> None:
