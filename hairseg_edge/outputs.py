@@ -38,7 +38,7 @@ except ImportError:  # pragma: no cover (Windows: no advisory locks; runs are no
 LOCK_NAME = ".hairseg-edge.lock"
 DEFAULT_NAME_MAX = 255
 #: Names ``run`` gives its outputs: ``<stem>_<role>.<ext>`` (recognised when they show up as inputs).
-OUTPUT_NAME = re.compile(r".+_(mask|matte|overlay|recolor)\.(png|jpg|mp4)$", re.IGNORECASE)
+OUTPUT_NAME = re.compile(r".+_(mask|matte|overlay|recolor)\.(png|jpg|mp4|mkv)$", re.IGNORECASE)
 
 
 def name_max(folder: str | os.PathLike[str]) -> int:

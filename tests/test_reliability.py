@@ -408,7 +408,8 @@ def test_every_numeric_option_refuses_out_of_range_values_naming_it(value):
         if param.type_descriptor.annotation is int and not value.lstrip("-").isdigit():
             continue
         low_ok = name == "train" and param.opts[0] in ("--seed", "--patience", "--average-last") or \
-            param.opts[0] in ("--warmup", "--max-drop", "--min-agreement", "--prune", "--distill-weight")
+            param.opts[0] in ("--warmup", "--max-drop", "--min-agreement", "--prune", "--distill-weight",
+                             "--recolor-strength")
         if value == "0" and low_ok:
             continue
         if value == "100000" and param.opts[0] in ("--seed", "--limit", "--frames", "--runs",

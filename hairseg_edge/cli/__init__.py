@@ -59,6 +59,8 @@ def _warnings_as_one_line() -> None:
     from hairseg_edge.errors import UnverifiedModelWarning
 
     default = warnings.showwarning
+    if getattr(default, "hairseg_one_line", False):  # already installed (CliRunner calls again)
+        return
 
     def show(message, category, filename, lineno, file=None, line=None):  # noqa: ANN001
         if issubclass(category, UnverifiedModelWarning):
@@ -66,6 +68,7 @@ def _warnings_as_one_line() -> None:
         else:
             default(message, category, filename, lineno, file, line)
 
+    show.hairseg_one_line = True  # type: ignore[attr-defined]
     warnings.showwarning = show
     warnings.simplefilter("default", UnverifiedModelWarning)
 

@@ -86,7 +86,7 @@ def run_command(
         show_default=False)] = None,
     recolor_strength: Annotated[float, typer.Option(
         "--recolor-strength", help="How far --recolor moves the hair's colour: 0 (unchanged) to 1 "
-                                   "(full).")] = 1.0,
+                                   "(full).", callback=bounded(0.0, 1.0))] = 1.0,
     soft: Annotated[bool, typer.Option(
         "--soft", help="Also write <stem>_matte.png, a guided-filter soft matte (0..255), and "
                        "use it for overlay/recolour edges.")] = False,
