@@ -31,7 +31,10 @@ of 30 FPS video for each output).
 Rules: an existing output is never replaced unless ``force=True``; that input is refused before any
 work is done for it, reported, and the run carries on with the next input (exit code 2 at the end).
 The same holds for an unreadable image in a folder. Every file is written atomically (a temporary
-file in ``out_dir`` renamed at the end), so an interrupted run leaves no half-written file.
+file in ``out_dir`` renamed at the end), so an interrupted run leaves no half-written file. Image
+outputs carry their request's signature (:mod:`.outputs`): rerunning the same request after a kill
+keeps the finished outputs and writes only the missing ones, without ``force``. Outputs of this tool
+found among a folder's or glob's inputs inside ``out_dir`` are skipped.
 """
 
 from __future__ import annotations
