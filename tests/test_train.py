@@ -77,7 +77,8 @@ def test_unknown_arch_names_the_valid_ones():
         archs.build_model("mobile_unett")
 
 
-@pytest.mark.parametrize("name", ["custom_cnn", "unet", "deeplabv3", "mobile_unet", "fused_unet"])
+@pytest.mark.parametrize("name", ["custom_cnn", "unet", "deeplabv3", "mobile_unet", "fused_unet",
+                                  "fused_unet_ctx"])
 def test_every_arch_survives_pruning_and_quantization_aware_training(name):
     """Only tfmot-supported layers: the export stage's pruning and QAT wrappers take every layer."""
     import tensorflow_model_optimization as tfmot
@@ -99,6 +100,31 @@ def test_every_arch_survives_pruning_and_quantization_aware_training(name):
     assert not_folded == [], f"layers QAT cannot quantize: {not_folded}"
     quantized, scheme, _note = qat.apply_scheme(annotated, preserve_sparsity=False)
     assert quantized(np.zeros((1, 32, 32, 3), np.float32)).shape == (1, 32, 32, 1)
+
+
+def test_large_tier_arch_converts_to_int8_and_runs_on_the_device_runtime(tmp_path):
+    """fused_unet_ctx (the large tier): its context module (global pooling spread back by a bilinear
+    resize, a dilated conv) converts to integer-only int8 with uint8 I/O and runs in the Segmenter."""
+    from hairseg_edge.export.convert import convert
+    from hairseg_edge.export.options import get_variant
+    from hairseg_edge.runtime import Segmenter
+    from hairseg_edge.training import archs
+
+    model = archs.build_model("fused_unet_ctx", input_size=64, width=0.25, batch_size=1)
+    rng = np.random.default_rng(0)
+
+    def representative():
+        for _ in range(4):
+            yield [rng.uniform(0, 255, (1, 64, 64, 3)).astype(np.float32)]
+
+    path = tmp_path / "ctx-int8.tflite"
+    path.write_bytes(convert(model, get_variant("int8"), representative=representative))
+    with Segmenter(path) as seg:
+        assert seg.segment(np.zeros((48, 80, 3), np.uint8)).mask.shape == (48, 80)
+    # More depth at strides 16-32 than fused_unet at one width: more weights for few more MACs.
+    small = archs.build_model("fused_unet", input_size=64, width=0.25, batch_size=1)
+    assert model.count_params() > 2 * small.count_params()
+    assert archs.count_macs(model) < 2 * archs.count_macs(small)
 
 
 # --- pipeline --------------------------------------------------------------------------------------------

@@ -258,6 +258,68 @@ def build_fused_unet(input_size: int = 160, width: float = 0.75, batch_size: int
     return keras.Model(inp, _head(x, upsample=2), name="fused_unet")
 
 
+# --- fused_unet_ctx: the accurate tier's design (fused_unet + depth and context at low resolution) -----
+def _residual_conv(x, name: str):
+    """Two 3x3 conv-BN with ReLU6 between and an identity skip (a ResNet basic block). Used at strides
+    16-32 only: there a 3x3 conv costs few MACs per weight, so depth buys capacity almost free of time."""
+    ch = x.shape[-1]
+    y = _conv_bn_relu(x, ch, f"{name}_a", relu6=True)
+    y = layers.Conv2D(ch, 3, padding="same", use_bias=False, name=f"{name}_b_conv")(y)
+    y = layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"{name}_b_bn")(y)
+    return layers.Add(name=f"{name}_add")([x, y])
+
+
+def _context_module(x, name: str = "ctx"):
+    """Image-level context at stride 32 (a light ASPP): the features, a dilated 3x3 view and the global
+    average (1x1 conv, spread back bilinearly), concatenated and projected by a 1x1 conv. Hair vs. a
+    hair-coloured background is often a question of where the head is in the frame, which a 7x7 map's
+    3x3 convs do not see whole."""
+    ch = x.shape[-1]
+    local = _conv_bn_relu(x, ch, f"{name}_dil", dilation=2, relu6=True)
+    pooled = layers.GlobalAveragePooling2D(keepdims=True, name=f"{name}_pool")(x)
+    pooled = _conv_bn_relu(pooled, ch, f"{name}_pool_proj", kernel=1, relu6=True)
+    pooled = layers.UpSampling2D(x.shape[1], interpolation="bilinear", name=f"{name}_pool_up")(pooled)
+    x = layers.Concatenate(name=f"{name}_concat")([x, local, pooled])
+    return _conv_bn_relu(x, ch, f"{name}_proj", kernel=1, relu6=True)
+
+
+def build_fused_unet_ctx(input_size: int = 256, width: float = 1.0, batch_size: int | None = None,
+                         low_res_blocks: int = 2) -> keras.Model:
+    """fused_unet made larger where it is cheap: one more fused block at stride 8, ``low_res_blocks``
+    residual 3x3 blocks at stride 16 and at stride 32, and a context module (dilated + image pooling)
+    before the decoder; the decoder and the stride-2/4 layers, where the time goes, are fused_unet's.
+    Same layer vocabulary as fused_unet (no depthwise convs: int8-first), so it prunes and takes QAT."""
+    _check_size(input_size, 32)
+    inp, x = _inputs(input_size, batch_size)
+    ch = {s: _ch(c, width) for s, c in {2: 16, 4: 24, 8: 40, 16: 64, 32: 96}.items()}
+    x = _conv_bn_relu(x, ch[2], "stem", stride=2, relu6=True)
+    skips = {2: x}
+    x = _fused_block(x, ch[4], 2, "fused0")
+    skips[4] = x = _fused_block(x, ch[4], 1, "fused1")
+    x = _fused_block(x, ch[8], 2, "fused2")
+    x = _fused_block(x, ch[8], 1, "fused3")
+    skips[8] = x = _fused_block(x, ch[8], 1, "fused4")
+    x = _conv_bn_relu(x, ch[16], "tail0", stride=2, relu6=True)
+    x = _conv_bn_relu(x, ch[16], "tail1", relu6=True)
+    for i in range(low_res_blocks):
+        x = _residual_conv(x, f"res16_{i}")
+    skips[16] = x
+    x = _conv_bn_relu(x, ch[32], "tail2", stride=2, relu6=True)
+    x = _conv_bn_relu(x, ch[32], "tail3", relu6=True)
+    for i in range(low_res_blocks):
+        x = _residual_conv(x, f"res32_{i}")
+    x = _context_module(x)
+    dec = {16: _ch(48, width), 8: _ch(32, width), 4: _ch(24, width), 2: _ch(16, width)}
+    x = _conv_bn_relu(x, dec[16], "dec_in", kernel=1)
+    for i, s in enumerate((16, 8, 4, 2)):
+        x = layers.UpSampling2D(2, interpolation="bilinear", name=f"dec{i}_up")(x)
+        skip = layers.Conv2D(x.shape[-1], 1, use_bias=False, name=f"dec{i}_skip")(skips[s])
+        skip = layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"dec{i}_skip_bn")(skip)
+        x = layers.Add(name=f"dec{i}_add")([x, skip])
+        x = _conv_bn_relu(x, dec[s], f"dec{i}", relu6=True)
+    return keras.Model(inp, _head(x, upsample=2), name="fused_unet_ctx")
+
+
 REGISTRY: dict[str, ArchSpec] = {
     "custom_cnn": ArchSpec("custom_cnn", build_custom_cnn, 0.5,
                            "plain conv encoder-decoder, BatchNorm+ReLU, no skips (original study)"),
@@ -268,6 +330,9 @@ REGISTRY: dict[str, ArchSpec] = {
                             "MobileNetV2 inverted residuals + separable U-Net decoder"),
     "fused_unet": ArchSpec("fused_unet", build_fused_unet, 0.75,
                            "int8-first mobile U-Net: fused and plain 3x3 convs, no depthwise (default)"),
+    "fused_unet_ctx": ArchSpec("fused_unet_ctx", build_fused_unet_ctx, 1.0,
+                               "fused_unet + residual depth and a context module at strides 16-32 "
+                               "(the large tier)"),
 }
 
 
