@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import typer
@@ -60,3 +61,19 @@ def bounded(low: float | None = None, high: float | None = None) -> Callable[...
         return value
 
     return check
+
+
+#: Help of every command's ``--model`` option (tier names, then paths).
+MODEL_HELP = ("A bundled tier (default, fast = default, large) or the path of a model file; "
+              "`hairseg-edge bench --pick` says which tier fits your device.")
+
+
+def chosen_model(argument: str | None = None, option: str | None = None, kind: str = "int8") -> Path:
+    """The one resolver behind every command's MODEL: a positional MODEL or ``--model`` (not both),
+    a tier name or a path, None = the default tier (see :func:`hairseg_edge.models.resolve_model`)."""
+    from hairseg_edge.errors import InputError
+    from hairseg_edge.models import resolve_model
+
+    if argument is not None and option is not None:
+        raise InputError(f"give the model once: as MODEL ({argument}) or as --model ({option}), not both")
+    return resolve_model(option if option is not None else argument, kind)

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from hairseg_edge.cli._common import bounded, console, err_console, reports_errors
+from hairseg_edge.cli._common import MODEL_HELP, bounded, chosen_model, console, err_console, reports_errors
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from hairseg_edge.cli._tables import Column
 
     from hairseg_edge.bench import BenchOptions, BenchResult
+    from hairseg_edge.tier_pick import PickResult
 
 
 def register(app: typer.Typer) -> None:
@@ -71,10 +72,56 @@ def _print_table(results: list[BenchResult], options: BenchOptions, console: Con
     print_table(console, columns, rows, title=title, notes=notes)
 
 
+def _pick_table(pick: PickResult) -> Table:
+    from rich.table import Table
+
+    table = Table(title=f"hairseg-edge bench --pick: bundled tiers, end to end (read, prepare, infer, "
+                        f"post), {pick.threads} thread(s); budget {pick.budget_ms:g} ms per frame; card IoU: "
+                        f"the int8 model's, mean over the validation splits (--json has each)",
+                  title_justify="left")
+    for column in ("tier", "model", "p50 ms", "card IoU", "fits"):
+        table.add_column(column, overflow="fold")
+    for t in pick.tiers:
+        mark = "[green]picked[/]" if t is pick.chosen else ("yes" if t.fits else "[red]no[/]")
+        table.add_row(t.tier, Path(t.model).name, "" if t.p50_ms is None else f"{t.p50_ms:.2f}",
+                      f"{t.card_iou['mean']:.4f}", mark if t.error is None else f"[red]{t.error}[/]")
+    return table
+
+
+def _pick(budget_ms: Optional[float], options: BenchOptions, json_path: Optional[Path], force: bool) -> None:
+    """``--pick``: time the bundled tiers and print (and write) the most accurate one within budget."""
+    from hairseg_edge.errors import InputError
+    from hairseg_edge.imageio import write_text
+    from hairseg_edge.tier_pick import pick_tier
+
+    if budget_ms is None:
+        raise InputError("--pick needs --budget-ms, the most milliseconds a frame may take")
+    with err_console.status("timing the bundled tiers") as status:
+        pick = pick_tier(budget_ms, options, progress=lambda model, _threads: status.update(
+            f"timing {Path(model).name} end to end in its own process"))
+    console.print(_pick_table(pick))
+    if pick.chosen is not None:
+        c = pick.chosen
+        console.print(f"picked: {c.tier} ({c.p50_ms:.2f} ms per frame within {budget_ms:g} ms; card IoU "
+                      f"{c.card_iou['mean']:.4f}): hairseg-edge run --model {c.tier} ...",
+                      soft_wrap=True, highlight=False, markup=False)
+    if json_path is not None:
+        write_text(json_path, pick.to_json(), force=force)
+    pick.check()
+
+
 @reports_errors
 def bench_command(
-    models: Annotated[Optional[list[Path]], typer.Argument(
-        help="The .tflite models to time (default: the bundled int8 model).",
+    models: Annotated[Optional[list[str]], typer.Argument(
+        help="The .tflite models to time, or bundled tiers (default: the bundled int8 model).",
+        show_default=False)] = None,
+    model_options: Annotated[Optional[list[str]], typer.Option(
+        "--model", "-m", help=MODEL_HELP + " Repeat for several.", show_default=False)] = None,
+    pick: Annotated[bool, typer.Option(
+        "--pick", help="Time every bundled tier end to end on this device and print (with --json, "
+                       "write) the most accurate one within --budget-ms; exit 1 if none fits.")] = False,
+    budget_ms: Annotated[Optional[float], typer.Option(
+        "--budget-ms", help="With --pick: the most milliseconds one frame may take (p50).",
         show_default=False)] = None,
     threads: Annotated[str, typer.Option(
         "--threads", "-t", help="Comma-separated interpreter thread counts, e.g. 1,2,4.")] = "1",
@@ -99,22 +146,30 @@ def bench_command(
 ) -> None:
     """Time .tflite models side by side: size, input, load, first inference, p50/p90/p99/mean/std
     latency, FPS and peak memory. Each model and thread count runs in its own process. A model that
-    fails gets a row with its reason, and the command then exits 2."""
+    fails gets a row with its reason, and the command then exits 2. With --pick --budget-ms X: time
+    every bundled tier end to end and name the most accurate one (model card IoU) within X ms."""
     from hairseg_edge.bench import BenchOptions, benchmark, parse_threads, results_csv, results_json
     from hairseg_edge.errors import InputError
     from hairseg_edge.imageio import write_text
 
+    if pick and (models or model_options):
+        raise InputError("--pick times the bundled tiers: give no MODEL and no --model with it")
+    if budget_ms is not None and not pick:
+        raise InputError("--budget-ms goes with --pick")
     options = BenchOptions(threads=parse_threads(threads), runs=runs, warmup=warmup, image=image,
-                           end_to_end=end_to_end, flip_tta=flip_tta)
+                           end_to_end=end_to_end or pick, flip_tta=flip_tta)
     for out in (json_path, csv_path):
         if out is not None and out.exists() and not force:
             raise InputError("already exists (pass --force to overwrite)", out)
-    if not models:
-        from hairseg_edge.models import default_model_path
+    if pick:
+        if csv_path is not None:
+            raise InputError("--pick writes --json only")
+        _pick(budget_ms, options, json_path, force)
+        return
+    names = [*(models or []), *(model_options or [])]
+    paths = [chosen_model(option=name) for name in names] if names else [chosen_model()]
 
-        models = [default_model_path("int8")]
-
-    total = len(models) * len(options.threads)
+    total = len(paths) * len(options.threads)
     with err_console.status("starting") as status:
         done = 0
 
@@ -124,7 +179,7 @@ def bench_command(
             status.update(f"[{done}/{total}] timing {Path(model).name} with {n_threads} "
                           f"thread(s) in its own process")
 
-        results = benchmark([str(m) for m in models], options, progress=progress)
+        results = benchmark([str(m) for m in paths], options, progress=progress)
 
     _print_table(results, options, console)
     if json_path is not None:

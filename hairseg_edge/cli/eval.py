@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from hairseg_edge.cli._common import bounded, console, err_console, reports_errors
+from hairseg_edge.cli._common import MODEL_HELP, bounded, chosen_model, console, err_console, reports_errors
 from hairseg_edge.runtime import MAX_THREADS
 
 if TYPE_CHECKING:
@@ -61,9 +61,11 @@ def _print_table(result: EvalResult, console: Console, split_reason: str = "") -
 
 @reports_errors
 def eval_command(
-    model: Annotated[Optional[Path], typer.Argument(
-        help="The .tflite model to score (default: the bundled int8 model).",
+    model: Annotated[Optional[str], typer.Argument(
+        help="The .tflite model to score, or a bundled tier (default: the bundled int8 model).",
         show_default=False)] = None,
+    model_option: Annotated[Optional[str], typer.Option(
+        "--model", "-m", help=MODEL_HELP, show_default=False)] = None,
     data: Annotated[Path, typer.Option(
         "--data", "-d", help="Data set folder (images/ + masks/, or the CelebAMask-HQ layout).",
         show_default=False)] = ...,  # type: ignore[assignment]
@@ -114,18 +116,16 @@ def eval_command(
 
     if json_path is not None and json_path.exists() and not force:
         raise InputError("already exists (pass --force to overwrite)", json_path)
-    if model is None:
-        from hairseg_edge.models import default_model_path
-
-        model = default_model_path("int8")
-    choice = choose_split(split, model, data, ids_given=ids is not None)
+    model_path = chosen_model(model, model_option)
+    choice = choose_split(split, model_path, data, ids_given=ids is not None)
     if choice.warning:
         err_console.print(choice.warning, style="bold yellow", highlight=False, soft_wrap=True)
     dataset = select_dataset(data, split=choice.split, ids_file=ids, limit=limit)
 
     # Models are loaded before the progress bar starts, so a bad model prints just its one line.
     with contextlib.ExitStack() as stack:
-        candidate = stack.enter_context(Segmenter(model, threads=threads, adapter=adapter, flip_tta=flip_tta))
+        candidate = stack.enter_context(Segmenter(model_path, threads=threads, adapter=adapter,
+                                                        flip_tta=flip_tta))
         ref = None
         if reference is not None:
             ref = stack.enter_context(Segmenter(reference, threads=threads, adapter=reference_adapter,

@@ -11,7 +11,7 @@ import typer
 from hairseg_edge.errors import MissingExtraError
 from hairseg_edge.export.options import IOType  # plain Python: no TensorFlow behind it
 
-from ._common import bounded, console, err_console, reports_errors
+from ._common import MODEL_HELP, bounded, chosen_model, console, err_console, reports_errors
 
 #: Modules of the [train] extra that the export side imports.
 TRAIN_MODULES = ("tensorflow", "tf_keras", "tensorflow_model_optimization")
@@ -40,17 +40,14 @@ def _import_export_api():
     return api
 
 
-def _default_model() -> Path:
-    """The bundled float .keras model (InputError, exit 2, when this install ships none)."""
-    from hairseg_edge.models import default_model_path
-
-    return default_model_path("float")
-
-
 @reports_errors
 def export(
-    model: Annotated[Optional[Path], typer.Argument(
-        help="Float .keras model from `hairseg-edge train` (default: the bundled float model).",
+    model: Annotated[Optional[str], typer.Argument(
+        help="Float .keras model from `hairseg-edge train`, or a bundled tier's float original "
+             "(default: the bundled float model).",
+        show_default=False)] = None,
+    model_option: Annotated[Optional[str], typer.Option(
+        "--model", "-m", help=MODEL_HELP + " export takes the tier's float original.",
         show_default=False)] = None,
     int8: Annotated[bool, typer.Option("--int8", help="Full-integer int8 (weights and activations).")] = False,
     fp16: Annotated[bool, typer.Option("--fp16", help="float16 weights.")] = False,
@@ -109,7 +106,7 @@ def export(
     variants = tuple(name for name, asked in (("float32", float32), ("float16", fp16),
                                               ("dynamic", dynamic), ("int8", int8)) if asked) or ("int8",)
     options = ExportOptions(
-        model=model if model is not None else _default_model(), variants=variants, prune=prune, qat=qat,
+        model=chosen_model(model, model_option, kind="float"), variants=variants, prune=prune, qat=qat,
         data=data, calib=calib, eval_data=eval_data, limit=limit, calib_count=calib_count,
         max_drop=max_drop, min_agreement=min_agreement, io=io, out=out, force=force,
         finetune_epochs=finetune_epochs, finetune_steps=finetune_steps, finetune_batch=finetune_batch,

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from hairseg_edge.cli._common import console, reports_errors
+from hairseg_edge.cli._common import MODEL_HELP, chosen_model, console, reports_errors
 
 if TYPE_CHECKING:
     from hairseg_edge.adapters import TensorSpec
@@ -93,9 +93,11 @@ def _print(info: ModelInfo) -> None:
 
 @reports_errors
 def info_command(
-    model: Annotated[Optional[Path], typer.Argument(
-        help="The .tflite model to describe (default: the bundled int8 model).",
+    model: Annotated[Optional[str], typer.Argument(
+        help="The .tflite model to describe, or a bundled tier (default: the bundled int8 model).",
         show_default=False)] = None,
+    model_option: Annotated[Optional[str], typer.Option(
+        "--model", "-m", help=MODEL_HELP, show_default=False)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
     gpu: Annotated[bool, typer.Option(
         "--gpu/--no-gpu", help="Check LiteRT GPU delegate compatibility.")] = True,
@@ -105,11 +107,7 @@ def info_command(
     LiteRT GPU delegate can take all of its operators."""
     from hairseg_edge.inspect import inspect_model
 
-    if model is None:
-        from hairseg_edge.models import default_model_path
-
-        model = default_model_path("int8")
-    info = inspect_model(model, check_gpu=gpu)
+    info = inspect_model(chosen_model(model, model_option), check_gpu=gpu)
     if as_json:
         typer.echo(json.dumps(info.to_dict(), indent=2))
     else:

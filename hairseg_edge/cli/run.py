@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from hairseg_edge.cli._common import bounded, console, reports_errors
+from hairseg_edge.cli._common import MODEL_HELP, bounded, chosen_model, console, reports_errors
 from hairseg_edge.runtime import MAX_THREADS
 
 if TYPE_CHECKING:
@@ -73,8 +73,8 @@ def run_command(
     source: Annotated[str, typer.Argument(
         help="An image, a folder, a glob (quote it: 'photos/*.jpg'), a video file, or a camera "
              "index such as 0.", show_default=False)],
-    model: Annotated[Optional[Path], typer.Option(
-        "--model", "-m", help="The .tflite model (default: the bundled int8 model).",
+    model: Annotated[Optional[str], typer.Option(
+        "--model", "-m", help=MODEL_HELP + " Default: the default tier.",
         show_default=False)] = None,
     out: Annotated[Path, typer.Option(
         "--out", "-o", help="Output folder, created when missing.")] = Path("hairseg-out"),
@@ -127,7 +127,8 @@ def run_command(
     from hairseg_edge.imageio import write_text
     from hairseg_edge.runner import RunOptions, run_source
 
-    options = RunOptions(out_dir=out, model=model, overlay=overlay, recolor=recolor, soft=soft,
+    options = RunOptions(out_dir=out, model=None if model is None else chosen_model(option=model),
+                         overlay=overlay, recolor=recolor, soft=soft,
                          show=show, force=force, smooth=smooth, threads=threads, adapter=adapter,
                          flip_tta=flip_tta, max_frames=frames, hud=hud,
                          recolor_strength=recolor_strength)
