@@ -4,7 +4,7 @@
 
 Latency and file size do not depend on the trained weights, so each candidate is built from the training
 registry with random weights (seeded), converted to full-integer int8 (uint8 I/O, the export's
-converter, calibrated on a few real validation photos so the activation ranges are realistic) and timed.
+converter, calibrated on a few real photos so the activation ranges are realistic) and timed.
 Accuracy, and whether int8 stays within 0.3 point of float, needs the trained model: not measured here.
 
 The tier's budget (issue 28): int8 file <= 1.5 MB and one-thread p50 <= half of MediaPipe's p50 in the
@@ -135,7 +135,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--candidate", action="append", default=[], metavar="ARCH=WIDTH@SIZE")
     p.add_argument("--data", type=Path, default=C.DEFAULT_CELEBA, help="Calibration photos' data set.")
-    p.add_argument("--calibration", type=int, default=16, help="Calibration photos (validation ids).")
+    p.add_argument("--calibration", type=int, default=16,
+                   help="Calibration photos, evenly spaced over the data set's images.")
     p.add_argument("--runs", type=int, default=200)
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--results", type=Path, default=C.RESULTS_DIR)
@@ -148,11 +149,10 @@ def main(argv: list[str] | None = None) -> int:
         candidates = [parse_candidate(t) for t in (args.candidate or DEFAULT_CANDIDATES)]
         work = C.cache_dir() / RESULT_STEM
         work.mkdir(parents=True, exist_ok=True)
-        ids = (C.REPO / "hairseg_edge" / "splits" / "celebamask-hq-hair_val.txt").read_text().split()
-        calibration = [args.data / "images" / f"{i}.jpg" for i in ids[:: max(1, len(ids) // args.calibration)]]
-        calibration = [c for c in calibration if c.is_file()][: args.calibration]
+        photos = sorted((args.data / "images").glob("*.jpg"))
+        calibration = photos[:: max(1, len(photos) // args.calibration)][: args.calibration]
         if not calibration:
-            raise InputError("no calibration photos found", args.data)
+            raise InputError("no calibration photos (images/*.jpg) found", args.data)
         from hairseg_edge.models import default_model_path
 
         models: dict[str, Path] = {"bundled fast int8 (fused_unet 0.75@224)": default_model_path("int8")}

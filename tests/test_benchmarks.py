@@ -622,3 +622,36 @@ def test_loss_targets_variants_change_the_loss_and_the_targets_as_stated(monkeyp
     assert target[0].sum() == pytest.approx(101 * 224 / 256, abs=1e-3)  # the hair's area is kept
     shrunk = pipeline.cv2.resize(edge, (224, 224), interpolation=cv2.INTER_NEAREST_EXACT)
     assert shrunk.dtype == np.float32 and np.allclose(shrunk, target)
+
+
+def test_large_candidates_parses_candidates_and_marks_the_budget():
+    lc = _load("large_candidates")
+    assert lc.parse_candidate("fused_unet_ctx=1.25@256") == ("fused_unet_ctx", 1.25, 256)
+    for bad in ("fused_unet", "fused_unet=1.0", "fused_unet=x@256"):
+        with pytest.raises(lc.InputError, match="ARCH=WIDTH@SIZE"):
+            lc.parse_candidate(bad)
+
+
+@pytest.mark.slow
+@pytest.mark.train
+def test_large_candidates_end_to_end_at_toy_scale(toy_data, tmp_path, peers_dir):
+    """Two tiny candidates, converted for real and timed in one bench run beside the bundled model and
+    MediaPipe's; the budget column follows the sizes and the measured times."""
+    results = tmp_path / "results"
+    proc = _run("large_candidates.py", ["--data", str(toy_data), "--candidate", "fused_unet=0.25@64",
+                                        "--candidate", "fused_unet_ctx=0.25@64", "--calibration", "4",
+                                        "--runs", "5", "--rounds", "1", "--results", str(results)],
+                tmp_path / "cache")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    study = json.loads((results / "large_candidates.json").read_text())
+    rows = {r["name"]: r for r in study["rows"]}
+    assert set(rows) >= {"fused_unet 0.25@64", "fused_unet_ctx 0.25@64", "mediapipe-hair"}
+    mp = rows["mediapipe-hair"]["p50_ms"]
+    for r in study["rows"]:
+        assert r["p50_ms"] > 0 and r["bytes"] > 0
+        assert r["fits"] == (r["bytes"] <= 1_500_000 and r["p50_ms"] <= mp / 2)
+    assert rows["fused_unet_ctx 0.25@64"]["params"] > rows["fused_unet 0.25@64"]["params"]
+    assert "| fused_unet_ctx 0.25@64 | 64 |" in (results / "large_candidates.md").read_text()
+    # An existing result is not overwritten without --force.
+    again = _run("large_candidates.py", ["--data", str(toy_data), "--results", str(results)], tmp_path / "cache")
+    assert again.returncode == 2 and "--force" in again.stderr
