@@ -185,3 +185,15 @@ def test_pick_exits_1_when_no_tier_fits_and_still_writes_the_json(two_tiers, tmp
 ])
 def test_bad_pick_usage_is_one_line_exit_2(args, message):
     _one_line_exit_2(runner.invoke(app, args), message)
+
+
+def test_train_and_average_name_a_tier_s_float_model(tmp_path):
+    """--init-from / --teacher / average take a tier name through the same resolver."""
+    from hairseg_edge.cli.train import bundled_or_path
+
+    assert bundled_or_path(None) is None and bundled_or_path("runs/x/model.keras") == "runs/x/model.keras"
+    if models.bundled_model_path("float").is_file():
+        assert bundled_or_path("fast") == bundled_or_path("default") == str(models.bundled_model_path("float"))
+    if not models.bundled_model_path("float", "large").is_file():
+        _one_line_exit_2(runner.invoke(app, ["average", "default", "large", "--out", str(tmp_path / "soup")]),
+                         "'large' is not bundled in this install")

@@ -26,7 +26,7 @@ def _parse_weights(text: Optional[str]) -> Optional[list[float]]:
 def average(
     models: Annotated[list[str], typer.Argument(
         help="Two or more .keras models of one architecture, width and input size, e.g. runs fine-tuned "
-        "from one ancestor. 'default' = the bundled float model.", show_default=False)],
+        "from one ancestor. A tier name (default, large) = its bundled float model.", show_default=False)],
     out: Annotated[Path, typer.Option(help="Folder for model.keras and average.json (which records the "
                                       "models, their sha256 and weights).")],
     weights: Annotated[Optional[str], typer.Option(

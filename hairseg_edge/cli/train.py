@@ -70,7 +70,7 @@ def train(
         callback=bounded(1))] = None,
     init_from: Annotated[Optional[str], typer.Option(
         "--init-from", help="Start from this .keras model's weights (same --arch and --width; any "
-        "--img-size): fine-tune. 'default' = the bundled float model.")] = None,
+        "--img-size): fine-tune. A tier name (default, large) = its bundled float model.")] = None,
     augment: Annotated[str, typer.Option(
         help="Augmentation strength: full (photos in the wild) | light (a last fine-tuning phase) | "
         "wide (light, plus heads small in the frame) | "
@@ -85,8 +85,8 @@ def train(
         callback=bounded(0, 100_000))] = 0,
     teacher: Annotated[Optional[str], typer.Option(
         "--teacher", help="Distil from this trained .keras hair model: the targets become a mix of the masks "
-        "and its probability (averaged over each image and its mirror image). 'default' = the bundled "
-        "float model.")] = None,
+        "and its probability (averaged over each image and its mirror image). A tier name (default, "
+        "large) = its bundled float model.")] = None,
     distill_weight: Annotated[float, typer.Option(
         "--distill-weight", help="With --teacher: target = (1 - w) * mask + w * teacher.",
         callback=bounded(0.0, 1.0))] = 0.5,
@@ -126,12 +126,13 @@ def train(
 
 
 def bundled_or_path(model: Optional[str]) -> Optional[str]:
-    """``default`` names the bundled float model; anything else is a path, kept as given."""
-    if model != "default":
-        return model
-    from hairseg_edge.models import default_model_path
+    """A bundled tier's name (``default``, ``fast``, ``large``) names its float model (the one resolver,
+    :func:`hairseg_edge.models.resolve_model`); anything else is a path, kept as given."""
+    from hairseg_edge.models import find_tier, resolve_model
 
-    return str(default_model_path("float"))
+    if model is None or find_tier(model) is None:
+        return model
+    return str(resolve_model(model, "float"))
 
 
 def _print_archs(img_size: int) -> None:
