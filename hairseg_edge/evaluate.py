@@ -78,10 +78,12 @@ def bundled_training_sets() -> tuple[str, ...]:
 
 
 def _is_bundled(model: str | os.PathLike[str]) -> bool:
-    from .models import FILES, MODELS_DIR
+    """A file of any bundled tier (they all trained on the card's data sets)."""
+    from . import models
 
     try:
-        return os.path.realpath(model) in {os.path.realpath(MODELS_DIR / f) for f in FILES.values()}
+        return os.path.realpath(model) in {os.path.realpath(tier.path(kind)) for tier in models.TIERS.values()
+                                           for kind in tier.files}
     except OSError:
         return False
 

@@ -197,3 +197,12 @@ def test_train_and_average_name_a_tier_s_float_model(tmp_path):
     if not models.bundled_model_path("float", "large").is_file():
         _one_line_exit_2(runner.invoke(app, ["average", "default", "large", "--out", str(tmp_path / "soup")]),
                          "'large' is not bundled in this install")
+
+
+@needs_bundled
+def test_eval_of_the_large_tier_on_a_training_set_scores_its_validation_split(two_tiers):
+    """The bundled tiers trained on the card's data sets: --split auto guards the large tier too."""
+    from hairseg_edge.evaluate import choose_split
+
+    assert choose_split("auto", models.resolve_model("large"), "x/figaro1k-hair-train").split == "val"
+    assert choose_split("auto", models.resolve_model("fast"), "x/figaro1k-hair-train").split == "val"
