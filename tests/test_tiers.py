@@ -178,7 +178,7 @@ def test_pick_exits_1_when_no_tier_fits_and_still_writes_the_json(two_tiers, tmp
 
 @pytest.mark.parametrize("args, message", [
     (["bench", "--pick"], "--pick needs --budget-ms"),
-    (["bench", "--pick", "--budget-ms", "0"], "--budget-ms must be a positive"),
+    (["bench", "--pick", "--budget-ms", "0"], "--budget-ms must be between 0.001 and 60000"),
     (["bench", "--pick", "--budget-ms", "5", "fast"], "give no MODEL"),
     (["bench", "--budget-ms", "5"], "--budget-ms goes with --pick"),
     (["bench", "--pick", "--budget-ms", "5", "--threads", "1,2"], "one thread count"),

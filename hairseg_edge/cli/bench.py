@@ -122,7 +122,7 @@ def bench_command(
                        "write) the most accurate one within --budget-ms; exit 1 if none fits.")] = False,
     budget_ms: Annotated[Optional[float], typer.Option(
         "--budget-ms", help="With --pick: the most milliseconds one frame may take (p50).",
-        show_default=False)] = None,
+        show_default=False, callback=bounded(0.001, 60_000))] = None,
     threads: Annotated[str, typer.Option(
         "--threads", "-t", help="Comma-separated interpreter thread counts, e.g. 1,2,4.")] = "1",
     runs: Annotated[int, typer.Option("--runs", "-n", help="Timed runs per measurement.",
