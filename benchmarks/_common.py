@@ -31,6 +31,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import cv2
+import numpy as np
+
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # the scripts run as `python benchmarks/x.py` from a checkout
     sys.path.insert(0, str(REPO))
@@ -67,6 +70,34 @@ LIBRARIES = ("tensorflow", "tf-keras", "tensorflow-model-optimization", "ai-edge
 
 class StageFailed(RuntimeError):
     """A child process failed; the message names the stage and the log holding its output."""
+
+
+# --- test images ------------------------------------------------------------------------------------------
+#: Grey of the plain canvas small heads are placed on (``zoom_out(..., border="plain")``).
+PLAIN_GREY = 128
+
+
+def zoom_out(rgb: np.ndarray, mask: np.ndarray, zoom: float, *, border: str = "replicate") -> tuple[np.ndarray, np.ndarray]:
+    """The image and mask shrunk by ``zoom`` (INTER_AREA / nearest) and centred on a same-size canvas.
+
+    ``border="replicate"`` repeats the image's edge pixels (no frame to give the scale away; hair at the
+    edge is streaked outwards); ``"plain"`` is a uniform grey canvas, as a head in front of a wall.
+    """
+    if zoom >= 1.0:
+        return rgb, mask
+    h, w = mask.shape
+    sh, sw = max(1, round(h * zoom)), max(1, round(w * zoom))
+    top, left = (h - sh) // 2, (w - sw) // 2
+    small = cv2.resize(rgb, (sw, sh), interpolation=cv2.INTER_AREA)
+    if border == "plain":
+        canvas = np.full_like(rgb, PLAIN_GREY)
+        canvas[top:top + sh, left:left + sw] = small
+    else:
+        canvas = cv2.copyMakeBorder(small, top, h - sh - top, left, w - sw - left, cv2.BORDER_REPLICATE)
+    target = np.zeros_like(mask)
+    target[top:top + sh, left:left + sw] = cv2.resize(mask.astype(np.uint8), (sw, sh),
+                                                      interpolation=cv2.INTER_NEAREST_EXACT).astype(mask.dtype)
+    return canvas, target
 
 
 # --- places ----------------------------------------------------------------------------------------------

@@ -23,8 +23,6 @@ import sys
 from pathlib import Path
 
 import _common as C  # benchmarks/ is on sys.path when this script runs
-import cv2
-import numpy as np
 
 from hairseg_edge.data import iter_samples, open_dataset, read_id_list
 from hairseg_edge.errors import InputError
@@ -34,29 +32,15 @@ from hairseg_edge.runtime import Segmenter
 IDS = C.REPO / "hairseg_edge" / "splits" / "celebamask-hq-hair_val.txt"
 
 
-def zoom_out(rgb: np.ndarray, mask: np.ndarray, zoom: float) -> tuple[np.ndarray, np.ndarray]:
-    """The image and mask shrunk by ``zoom`` and centred on a same-size canvas (edge pixels repeated)."""
-    if zoom >= 1.0:
-        return rgb, mask
-    h, w = mask.shape
-    sh, sw = max(1, round(h * zoom)), max(1, round(w * zoom))
-    top, left = (h - sh) // 2, (w - sw) // 2
-    small = cv2.resize(rgb, (sw, sh), interpolation=cv2.INTER_AREA)
-    canvas = cv2.copyMakeBorder(small, top, h - sh - top, left, w - sw - left, cv2.BORDER_REPLICATE)
-    target = np.zeros_like(mask)
-    target[top:top + sh, left:left + sw] = cv2.resize(mask, (sw, sh), interpolation=cv2.INTER_NEAREST_EXACT)
-    return canvas, target
-
-
 def measure(models: dict[str, Path], data: Path, ids: Path, zooms: list[float],
             limit: int) -> dict[str, dict[str, float]]:
     ds = open_dataset(data).subset(read_id_list(ids)).limit(limit)
     meters = {(name, z): SegmentationMeter() for name in models for z in zooms}
     with contextlib.ExitStack() as stack:
-        segmenters = {name: stack.enter_context(Segmenter(path)) for name, path in models.items()}
+        segmenters = {name: stack.enter_context(Segmenter(path, roi="off")) for name, path in models.items()}
         for _, rgb, mask in iter_samples(ds):
             for z in zooms:
-                image, target = zoom_out(rgb, mask > 0, z)
+                image, target = C.zoom_out(rgb, mask > 0, z)
                 for name, seg in segmenters.items():
                     meters[name, z].update(seg.segment(image).mask, target)
     return {name: {f"{z:g}": meters[name, z].result().iou for z in zooms} for name in models}

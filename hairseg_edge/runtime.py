@@ -36,6 +36,11 @@ from .adapters import Adapter, TensorSpec, detect_adapter, get_adapter
 from .contract import Contract
 from .errors import HairsegError, InputError, UnverifiedModelWarning
 
+#: ``Segmenter(roi=...)`` when a library caller does not say: one pass, so code that measures the model
+#: itself (export verification, benchmarks) is unchanged. The commands a user segments with (`run`,
+#: `eval`) default to "auto" (``benchmarks/results/roi.md``).
+DEFAULT_ROI = "off"
+
 #: Backend names in the order they are tried.
 BACKENDS = ("ai_edge_litert", "tflite_runtime", "tensorflow")
 
@@ -336,6 +341,11 @@ class Segmenter:
         flip_tta: test-time augmentation: also run the mirror image of every frame and average the two
             outputs (mirrored back). Twice the inference time for a little more accuracy (the bundled
             model: +0.4 point IoU on CelebAMask-HQ faces); for still photos more than for live video.
+        roi: ``"auto"`` finds the head(s) with a first pass on the whole frame and segments
+            a full-resolution crop of each (:mod:`hairseg_edge.roi`): small heads, group photos and
+            high-resolution photos gain, face-filling photos keep the single pass; ``"off"`` is one
+            pass on the whole frame (the library's default; the CLI defaults to auto). :meth:`track` is the video form (one inference per tracked frame).
+        max_people: with ``roi="auto"``, at most this many regions (default 2).
 
     Raises:
         InputError: the file is missing, not a .tflite, truncated, fails to load, its output is not
@@ -343,7 +353,13 @@ class Segmenter:
     """
 
     def __init__(self, model: str | os.PathLike[str], *, threads: int = 1,
-                 adapter: str | None = None, backend: str | None = None, flip_tta: bool = False):
+                 adapter: str | None = None, backend: str | None = None, flip_tta: bool = False,
+                 roi: str = DEFAULT_ROI, max_people: int | None = None):
+        from .roi import ROI_MODES, RegionStage, with_max_people
+
+        if roi not in ROI_MODES:
+            raise InputError(f"roi must be one of {', '.join(ROI_MODES)}, got {roi!r}")
+        roi_config = with_max_people(None, max_people)  # checks max_people before the model loads
         loaded = load_model(model, threads=threads, backend=backend)
         self._loaded = loaded
         self.path: Path = loaded.path
@@ -385,6 +401,8 @@ class Segmenter:
                        and not out.per_channel and np.dtype(out.dtype) in contract.INTEGER_MAP_DTYPES)
         self._integer_threshold: int | None = (
             contract.quantized_threshold(self.threshold, out.scale, out.zero_point) if integer_map else None)
+        self.roi: str = roi
+        self.region_stage: RegionStage | None = RegionStage(self, roi_config) if roi == "auto" else None
 
     def _choose_adapter(self, name: str | None) -> Adapter:
         loaded = self._loaded
@@ -458,9 +476,30 @@ class Segmenter:
                             zero_point=spec.zero_point)
 
     def segment(self, rgb: np.ndarray) -> Segmentation:
-        """Hair probability and mask for an RGB uint8 image of any size and aspect ratio."""
+        """Hair probability and mask for an RGB uint8 image of any size and aspect ratio.
+
+        With ``roi="auto"`` through the region stage (locate, then crops at full resolution)."""
+        if self.region_stage is not None:
+            return self.region_stage.segment(rgb)
+        return self.segment_whole(rgb)
+
+    def segment_whole(self, rgb: np.ndarray) -> Segmentation:
+        """One pass of the model on the whole image, whatever ``roi`` says."""
         model_image, context = self.prepare(rgb)
         return self.finish(self.infer(model_image), context)
+
+    def track(self, rgb: np.ndarray) -> Segmentation:
+        """:meth:`segment` for consecutive video frames: with ``roi="auto"`` the previous frame's
+        regions seed this one, so a tracked frame costs one inference (call :meth:`reset_tracking`
+        between streams)."""
+        if self.region_stage is not None:
+            return self.region_stage.track(rgb)
+        return self.segment_whole(rgb)
+
+    def reset_tracking(self) -> None:
+        """Forget the regions :meth:`track` carried (a new stream starts)."""
+        if self.region_stage is not None:
+            self.region_stage.reset()
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -496,7 +535,7 @@ class Segmenter:
         return (f"Segmenter({str(self.path)!r}, adapter={self.adapter_name!r}, "
                 f"input={self.input_hw[0]}x{self.input_hw[1]} {self.input_dtype.name}, "
                 f"threads={self.threads}, backend={self.backend_name!r}"
-                + (", flip_tta=True)" if self.flip_tta else ")"))
+                + (", flip_tta=True" if self.flip_tta else "") + f", roi={self.roi!r})")
 
 
 def _contract_from(loaded: LoadedModel) -> Contract | None:

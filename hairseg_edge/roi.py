@@ -1,0 +1,364 @@
+"""The region-of-interest stage: find the head(s), then segment a full-resolution crop of each.
+
+A segmenter that sees the whole frame at 224 px gets a head that fills a tenth of the frame as a
+few dozen pixels. This stage runs the model twice instead (numpy + OpenCV only, any adapter):
+
+1. **Locate** — the model's own pass on the whole frame. The hair probability > ``LOCATE_THRESHOLD``
+   is split into connected components on a small copy of the map; components smaller than
+   ``min_share`` of the largest are dropped (the false-positive blobs far from any head), and each of
+   the ``max_people`` largest becomes a square box ``box_scale`` times the component's extent, so the
+   whole head, including hair the coarse pass missed, is inside. Overlapping boxes are merged.
+2. **Segment** — each box is cut from the full-resolution frame (never from a downscaled copy; a box
+   reaching past the frame is padded with the contract's ``PAD_VALUE``), segmented, and its map
+   pasted back. Outside every box the map is background; no hair found means an empty mask.
+
+A box that already covers most of the frame (side >= ``skip_share`` of the frame's longer side) gains
+nothing from a second pass: the stage keeps the first pass there, restricted to the boxes, so
+face-filling photos cost one inference (``benchmarks/results/roi.md``).
+
+Video (:class:`RegionTracker`): the region of frame t seeds frame t+1, so a tracked frame costs one
+inference on the crop. It re-locates every ``redetect_every`` frames, on a scene cut, and when the
+hair reaches the crop's border (it may continue outside); the box follows the hair with exponential
+smoothing so the crop, and with it the mask, does not jitter.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
+
+import cv2
+import numpy as np
+
+from . import contract
+from .errors import InputError
+
+if TYPE_CHECKING:
+    from .runtime import Segmentation, Segmenter
+
+#: ``Segmenter(roi=...)`` values: ``auto`` runs the stage, ``off`` one pass on the whole frame.
+ROI_MODES = ("auto", "off")
+#: A pixel counts as "maybe hair" for locating the head above this probability (the probe's 0.3).
+LOCATE_THRESHOLD = 0.3
+#: The locate map is searched for components at this longer side (cheap, and blob sizes comparable).
+LOCATE_SIDE = 128
+
+
+@dataclass(frozen=True)
+class RoiConfig:
+    """The stage's knobs; the defaults are the measured ones (``benchmarks/roi.py``)."""
+
+    max_people: int = 2
+    box_scale: float = 1.5     # box side / the hair component's longer extent
+    min_share: float = 0.1     # components below this share of the largest one's area are dropped
+    skip_share: float = 0.9    # a box at least this share of the frame's longer side: no second pass
+    min_box: int = 16          # smallest box side, frame pixels
+    redetect_every: int = 30   # video: locate again on the whole frame every K frames
+    smoothing: float = 0.5     # video: weight of the new box in the running box (1 = no smoothing)
+    scene_cut: float = 40.0    # video: mean absolute difference of 32x32 gray thumbnails, 0..255
+
+    def __post_init__(self) -> None:
+        if isinstance(self.max_people, bool) or not isinstance(self.max_people, int) or self.max_people < 1:
+            raise InputError(f"--max-people must be an integer >= 1, got {self.max_people!r}")
+        if not self.box_scale >= 1.0:
+            raise InputError(f"box_scale must be >= 1, got {self.box_scale!r}")
+        if not 0.0 < self.smoothing <= 1.0:
+            raise InputError(f"smoothing must be in (0, 1], got {self.smoothing!r}")
+        if not 0.0 <= self.min_share <= 1.0 or not 0.0 < self.skip_share:
+            raise InputError("min_share must be in [0, 1] and skip_share > 0")
+        if isinstance(self.redetect_every, bool) or int(self.redetect_every) < 1:
+            raise InputError(f"redetect_every must be >= 1, got {self.redetect_every!r}")
+
+
+@dataclass(frozen=True)
+class Box:
+    """A square region in frame pixels: top-left corner and side (may reach past the frame)."""
+
+    x: int
+    y: int
+    side: int
+
+    @property
+    def centre(self) -> tuple[float, float]:
+        return self.x + self.side / 2.0, self.y + self.side / 2.0
+
+    def overlaps(self, other: Box) -> bool:
+        return (self.x < other.x + other.side and other.x < self.x + self.side
+                and self.y < other.y + other.side and other.y < self.y + self.side)
+
+    def union(self, other: Box) -> Box:
+        x0, y0 = min(self.x, other.x), min(self.y, other.y)
+        x1 = max(self.x + self.side, other.x + other.side)
+        y1 = max(self.y + self.side, other.y + other.side)
+        return square_around(x0, y0, x1, y1, 1.0)
+
+
+def square_around(x0: float, y0: float, x1: float, y1: float, scale: float, min_side: int = 1) -> Box:
+    """The square box centred on the rectangle ``[x0, x1) x [y0, y1)``, ``scale`` times its longer side."""
+    side = max(min_side, int(round(max(x1 - x0, y1 - y0) * scale)))
+    cx, cy = (x0 + x1) / 2.0, (y0 + y1) / 2.0
+    return Box(int(round(cx - side / 2.0)), int(round(cy - side / 2.0)), side)
+
+
+def merge_boxes(boxes: list[Box]) -> list[Box]:
+    """Merge overlapping boxes (repeatedly: a union can reach a third box) keeping the input order."""
+    boxes = list(boxes)
+    merged = True
+    while merged:
+        merged = False
+        for i in range(len(boxes)):
+            for j in range(i + 1, len(boxes)):
+                if boxes[i].overlaps(boxes[j]):
+                    boxes[i] = boxes[i].union(boxes.pop(j))
+                    merged = True
+                    break
+            if merged:
+                break
+    return boxes
+
+
+def crop(rgb: np.ndarray, box: Box) -> np.ndarray:
+    """The box's pixels from the full-resolution frame; outside the frame, the contract's padding."""
+    h, w = rgb.shape[:2]
+    x0, y0, x1, y1 = box.x, box.y, box.x + box.side, box.y + box.side
+    if x0 >= 0 and y0 >= 0 and x1 <= w and y1 <= h:
+        return rgb[y0:y1, x0:x1]
+    out = np.full((box.side, box.side) + rgb.shape[2:], contract.PAD_VALUE, dtype=rgb.dtype)
+    sx0, sy0, sx1, sy1 = max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
+    if sx1 > sx0 and sy1 > sy0:
+        out[sy0 - y0:sy1 - y0, sx0 - x0:sx1 - x0] = rgb[sy0:sy1, sx0:sx1]
+    return out
+
+
+def paste(canvas: np.ndarray, values: np.ndarray, box: Box) -> None:
+    """Write a box's ``side x side`` map into the frame-size ``canvas`` (the part inside the frame)."""
+    h, w = canvas.shape[:2]
+    x0, y0 = box.x, box.y
+    sx0, sy0 = max(x0, 0), max(y0, 0)
+    sx1, sy1 = min(x0 + box.side, w), min(y0 + box.side, h)
+    if sx1 > sx0 and sy1 > sy0:
+        canvas[sy0:sy1, sx0:sx1] = values[sy0 - y0:sy1 - y0, sx0 - x0:sx1 - x0]
+
+
+def _frame_rect(canvas_shape: tuple[int, ...], box: Box) -> tuple[slice, slice]:
+    h, w = canvas_shape[:2]
+    return (slice(max(box.y, 0), min(box.y + box.side, h)), slice(max(box.x, 0), min(box.x + box.side, w)))
+
+
+def hair_components(likely: np.ndarray, min_share: float) -> list[tuple[int, tuple[int, int, int, int]]]:
+    """Connected components of a boolean map, largest first, as ``(area, (x0, y0, x1, y1))``.
+
+    Components with less than ``min_share`` of the largest one's area are dropped.
+    """
+    count, _, stats, _ = cv2.connectedComponentsWithStats(likely.astype(np.uint8), connectivity=8)
+    found = [(int(stats[i, cv2.CC_STAT_AREA]),
+              (int(stats[i, cv2.CC_STAT_LEFT]), int(stats[i, cv2.CC_STAT_TOP]),
+               int(stats[i, cv2.CC_STAT_LEFT] + stats[i, cv2.CC_STAT_WIDTH]),
+               int(stats[i, cv2.CC_STAT_TOP] + stats[i, cv2.CC_STAT_HEIGHT])))
+             for i in range(1, count)]
+    found.sort(key=lambda c: -c[0])
+    if not found:
+        return []
+    floor = found[0][0] * min_share
+    return [c for c in found if c[0] >= floor]
+
+
+class RegionStage:
+    """Two-pass segmentation of photos and (with :meth:`track`) video frames for one Segmenter."""
+
+    def __init__(self, segmenter: Segmenter, config: RoiConfig | None = None):
+        self.segmenter = segmenter
+        self.config = config or RoiConfig()
+        self._tracker = RegionTracker(self)
+        self.last_boxes: list[Box] = []     # what the last frame used (for overlays and tests)
+        self.last_inferences = 0            # model invocations the last frame cost
+
+    # -- maps ----------------------------------------------------------------------------------
+
+    def _likely(self, seg: Segmentation) -> np.ndarray:
+        """Boolean "maybe hair" map (probability > LOCATE_THRESHOLD) at the segmentation's size."""
+        if seg.integers is not None:
+            q = contract.quantized_threshold(LOCATE_THRESHOLD, seg._scale, seg._zero_point)
+            return seg.integers > q
+        return seg.probability > LOCATE_THRESHOLD
+
+    def locate(self, seg: Segmentation) -> list[Box]:
+        """Boxes around the ``max_people`` largest hair components of a whole-frame segmentation."""
+        likely = self._likely(seg)
+        h, w = likely.shape
+        factor = min(1.0, LOCATE_SIDE / max(h, w))
+        if factor < 1.0:
+            small = cv2.resize(likely.astype(np.uint8) * 255, (max(1, round(w * factor)), max(1, round(h * factor))),
+                               interpolation=cv2.INTER_AREA) > 0
+        else:
+            small = likely
+        fx, fy = w / small.shape[1], h / small.shape[0]
+        cfg = self.config
+        comps = hair_components(small, cfg.min_share)[: 3 * cfg.max_people]
+        boxes = [square_around(x0 * fx, y0 * fy, x1 * fx, y1 * fy, cfg.box_scale, cfg.min_box)
+                 for _, (x0, y0, x1, y1) in comps]
+        return merge_boxes(boxes)[: cfg.max_people]
+
+    def boxes_from(self, seg: Segmentation) -> list[Box]:
+        return self.locate(seg)
+
+    # -- one frame ------------------------------------------------------------------------------
+
+    def segment(self, rgb: np.ndarray) -> Segmentation:
+        """Locate on the whole frame, then segment each region at full resolution."""
+        rgb = contract.as_rgb_uint8(rgb)
+        whole = self.segmenter.segment_whole(rgb)
+        boxes = self.locate(whole)
+        result = self.segment_boxes(rgb, boxes, whole)
+        self.last_inferences += 1
+        return result
+
+    def segment_boxes(self, rgb: np.ndarray, boxes: list[Box], whole: Segmentation | None) -> Segmentation:
+        """Segment ``boxes`` of the frame and paste them into an otherwise empty map.
+
+        With ``whole`` (the first pass), a box at least ``skip_share`` of the frame's longer side keeps
+        the first pass's values instead of a second inference.
+        """
+        h, w = rgb.shape[:2]
+        self.last_boxes = list(boxes)
+        self.last_inferences = 0
+        parts: list[tuple[Box, Segmentation | None]] = []
+        for box in boxes:
+            if whole is not None and box.side >= self.config.skip_share * max(h, w):
+                parts.append((box, None))  # the first pass is as good here (face-filling)
+            else:
+                parts.append((box, self.segmenter.segment_whole(crop(rgb, box))))
+                self.last_inferences += 1
+        return self._assemble((h, w), parts, whole)
+
+    def _assemble(self, size: tuple[int, int], parts: list[tuple[Box, Segmentation | None]],
+                  whole: Segmentation | None) -> Segmentation:
+        from .runtime import Segmentation
+
+        segs = [s for _, s in parts if s is not None] + ([whole] if whole is not None else [])
+        integer = bool(segs) and all(s.integers is not None for s in segs) and len(
+            {(s._scale, s._zero_point, s.integers.dtype) for s in segs}) == 1
+        if integer:
+            ref = segs[0]
+            canvas = np.full(size, ref._zero_point, dtype=ref.integers.dtype)
+            for box, seg in parts:
+                if seg is None:
+                    rows, cols = _frame_rect(size, box)
+                    canvas[rows, cols] = whole.integers[rows, cols]
+                else:
+                    paste(canvas, seg.integers, box)
+            q0 = contract.quantized_threshold(self.segmenter.threshold, ref._scale, ref._zero_point)
+            return Segmentation(mask=canvas > q0, integers=canvas, scale=ref._scale, zero_point=ref._zero_point)
+        prob = np.zeros(size, dtype=np.float32)
+        for box, seg in parts:
+            if seg is None:
+                rows, cols = _frame_rect(size, box)
+                prob[rows, cols] = whole.probability[rows, cols]
+            else:
+                paste(prob, seg.probability, box)
+        return Segmentation(probability=prob, mask=contract.binarize(prob, self.segmenter.threshold))
+
+    # -- video ------------------------------------------------------------------------------------
+
+    def track(self, rgb: np.ndarray) -> Segmentation:
+        """One video frame: the previous frame's regions seed this one (see :class:`RegionTracker`)."""
+        return self._tracker.frame(contract.as_rgb_uint8(rgb))
+
+    def reset(self) -> None:
+        """Forget the tracked regions (a new video or camera stream)."""
+        self._tracker = RegionTracker(self)
+
+
+def _thumbnail(rgb: np.ndarray) -> np.ndarray:
+    gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+    return cv2.resize(gray, (32, 32), interpolation=cv2.INTER_AREA).astype(np.int16)
+
+
+class RegionTracker:
+    """The regions of one video stream, carried from frame to frame."""
+
+    def __init__(self, stage: RegionStage):
+        self.stage = stage
+        self.boxes: list[tuple[float, float, float]] = []   # smoothed (cx, cy, side)
+        self.since_locate = 0
+        self.relocate = True
+        self.thumb: np.ndarray | None = None
+        self.locates = 0      # how often the whole frame was searched (for tests and reports)
+
+    def frame(self, rgb: np.ndarray) -> Segmentation:
+        stage, cfg = self.stage, self.stage.config
+        thumb = _thumbnail(rgb)
+        cut = self.thumb is not None and float(np.mean(np.abs(thumb - self.thumb))) > cfg.scene_cut
+        self.thumb = thumb
+        if self.relocate or cut or not self.boxes or self.since_locate >= cfg.redetect_every:
+            result = stage.segment(rgb)
+            self.locates += 1
+            self.since_locate = 0
+            measured = [self._box_of(result, box) for box in stage.last_boxes]
+            self._update(measured, smooth=not cut)
+            self.relocate = False
+            return result
+        self.since_locate += 1
+        boxes = [Box(int(round(cx - s / 2)), int(round(cy - s / 2)), int(round(s))) for cx, cy, s in self.boxes]
+        result = stage.segment_boxes(rgb, boxes, None)
+        measured = [self._box_of(result, box) for box in boxes]
+        if any(m is None for m in measured) or any(self._touches_border(result, box) for box in boxes):
+            self.relocate = True  # the hair left a box or may continue past it: search next frame
+        self._update(measured, smooth=True)
+        return result
+
+    def _box_of(self, result: Segmentation, box: Box) -> Box | None:
+        """The box the hair inside ``box`` of ``result`` calls for, or None when there is none."""
+        rows, cols = _frame_rect(result.mask.shape, box)
+        likely = self.stage._likely(result)[rows, cols]
+        ys, xs = np.nonzero(likely)
+        if xs.size == 0:
+            return None
+        x0, y0 = cols.start + int(xs.min()), rows.start + int(ys.min())
+        return square_around(x0, y0, cols.start + int(xs.max()) + 1, rows.start + int(ys.max()) + 1,
+                             self.stage.config.box_scale, self.stage.config.min_box)
+
+    def _touches_border(self, result: Segmentation, box: Box) -> bool:
+        rows, cols = _frame_rect(result.mask.shape, box)
+        h, w = result.mask.shape
+        mask = result.mask[rows, cols]
+        if mask.size == 0:
+            return True
+        edges = []
+        if box.y >= 0:
+            edges.append(mask[0])
+        if box.y + box.side <= h:
+            edges.append(mask[-1])
+        if box.x >= 0:
+            edges.append(mask[:, 0])
+        if box.x + box.side <= w:
+            edges.append(mask[:, -1])
+        return any(bool(e.any()) for e in edges)
+
+    def _update(self, measured: list[Box | None], *, smooth: bool) -> None:
+        found = [m for m in measured if m is not None]
+        if not found:
+            self.boxes = []
+            self.relocate = True
+            return
+        alpha = self.stage.config.smoothing if smooth else 1.0
+        updated = []
+        for box in found:
+            cx, cy = box.centre
+            target = (cx, cy, float(box.side))
+            if self.boxes:  # the nearest previous box carries on, smoothed
+                prev = min(self.boxes, key=lambda b: (b[0] - cx) ** 2 + (b[1] - cy) ** 2)
+                if abs(prev[0] - cx) + abs(prev[1] - cy) < prev[2]:
+                    target = tuple(p + alpha * (t - p) for p, t in zip(prev, target))
+            updated.append(target)
+        self.boxes = updated
+
+
+def with_max_people(config: RoiConfig | None, max_people: int | None) -> RoiConfig:
+    """``config`` (or the default) with ``max_people`` replaced when given."""
+    config = config or RoiConfig()
+    return config if max_people is None else replace(config, max_people=max_people)
+
+
+__all__ = ["LOCATE_THRESHOLD", "ROI_MODES", "Box", "RegionStage", "RegionTracker", "RoiConfig", "crop",
+           "hair_components", "merge_boxes", "paste", "square_around", "with_max_people"]
