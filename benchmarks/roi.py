@@ -88,6 +88,34 @@ def small_heads(models: dict[str, Path], limit: int) -> dict:
     return out
 
 
+SWEEP = {"box_scale": (1.3, 1.5, 1.8), "skip_share": (0.7, 0.9)}
+
+
+def sweep(model: Path, limit: int) -> list[dict]:
+    """The stage's two geometric knobs on the bundled model: IoU at 1x and 0.4x, inferences per photo."""
+    from hairseg_edge.roi import RegionStage
+
+    seg = Segmenter(model, roi="auto")
+    configs = [RoiConfig(box_scale=b, skip_share=k) for b in SWEEP["box_scale"] for k in SWEEP["skip_share"]]
+    rows = []
+    samples = {name: list(iter_samples(dataset(name, limit))) for name in SETS}
+    for config in configs:
+        seg.region_stage = RegionStage(seg, config)
+        row = {"box_scale": config.box_scale, "skip_share": config.skip_share}
+        for set_name, items in samples.items():
+            for z in (1.0, 0.4):
+                meter, calls = SegmentationMeter(), 0
+                for _, rgb, mask in items:
+                    image, target = C.zoom_out(rgb, mask > 0, z, border="plain")
+                    meter.update(seg.segment(image).mask, target)
+                    calls += seg.region_stage.last_inferences
+                row[f"{set_name}@{z:g}"] = meter.result().iou
+                row[f"{set_name}@{z:g} inferences"] = calls / len(items)
+        rows.append(row)
+    seg.close()
+    return rows
+
+
 def make_clip(rgb: np.ndarray, mask: np.ndarray, frames: int, size: int = 512, zoom: float = 0.4):
     """A face shrunk to ``zoom`` of ``size`` panned over a grey canvas: frames, masks, offsets."""
     side = round(size * zoom)
@@ -178,6 +206,7 @@ def plot(heads: dict, path: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--limit", type=int, default=60, help="validation images per set")
+    p.add_argument("--sweep-limit", type=int, default=40, help="images per set for the knob sweep")
     p.add_argument("--clip-frames", type=int, default=90, help="frames per synthetic clip (3 clips)")
     C.add_model_options(p)
     p.add_argument("--force", action="store_true", help="Overwrite earlier results.")
@@ -190,12 +219,13 @@ def main(argv: list[str] | None = None) -> int:
         heads = small_heads(models, a.limit)
         first = next(iter(models.values()))
         clip = video(first, a.clip_frames, a.limit)
+        knobs = sweep(first, a.sweep_limit)
         sample = blobs(models)
     except (InputError, ValueError) as exc:
         print(f"roi: {exc}", file=sys.stderr)
         return 2
     result = {"machine": C.machine_info(), "limit": a.limit, "zooms": list(ZOOMS), "small_heads": heads,
-              "video": clip, "astronaut": sample, "minutes": (time.perf_counter() - started) / 60,
+              "video": clip, "astronaut": sample, "sweep": knobs, "minutes": (time.perf_counter() - started) / 60,
               "command": C.command_line(__file__, argv)}
     rows = []
     for set_name in SETS:
@@ -213,7 +243,13 @@ def main(argv: list[str] | None = None) -> int:
                   for label, v in clip.items()]
     blob_rows = [[name, mode, v["hair_px"], v["outside_largest_px"], v["components"]]
                  for name, modes in sample.items() for mode, v in modes.items()]
-    extra = ("\n\n## Video: a 0.4x face panned over a 512x512 canvas "
+    sweep_rows = [[k["box_scale"], k["skip_share"]]
+                  + [f'{C.fmt(k[f"{s}@{z:g}"])} ({k[f"{s}@{z:g} inferences"]:.2f})'
+                     for s in SETS for z in (1.0, 0.4)] for k in knobs]
+    extra = ("\n\n## The knobs (bundled int8, first %d ids per set; IoU, inferences per photo)\n\n" % a.sweep_limit
+             + C.markdown_table(["box_scale", "skip_share"] + [f"{s} {z:g}x" for s in SETS for z in (1.0, 0.4)],
+                                sweep_rows)
+             + "\n\n## Video: a 0.4x face panned over a 512x512 canvas "
              f"({clip['single pass']['frames']} frames, {next(iter(models))})\n\n"
              + C.markdown_table(["variant", "IoU", "jitter (1 - IoU of consecutive masks, pan removed)",
                                  "ms per frame"], video_rows)

@@ -59,11 +59,18 @@ class BenchOptions:
     end_to_end: bool = False
     #: end to end only: each frame also runs mirrored and the outputs are averaged (``--flip-tta``).
     flip_tta: bool = False
+    #: end to end only: ``"auto"`` also times the region stage (locate + full-resolution crops, stage "roi").
+    roi: str = "off"
     timeout_s: float = 900.0
 
     def __post_init__(self) -> None:
         if self.flip_tta and not self.end_to_end:
             raise InputError("--flip-tta is timed end to end (it runs the model twice per frame): "
+                             "add --end-to-end")
+        if self.roi not in ("auto", "off"):
+            raise InputError(f"--roi must be auto or off, got {self.roi!r}")
+        if self.roi == "auto" and not self.end_to_end:
+            raise InputError("--roi auto is timed end to end (it runs the model on crops of the frame): "
                              "add --end-to-end")
         if not self.threads or any(not isinstance(t, int) or t < 1 for t in self.threads):
             raise InputError(f"thread counts must be positive integers, got {list(self.threads)}")
@@ -77,7 +84,8 @@ class BenchOptions:
     def to_dict(self) -> dict[str, Any]:
         return {"threads": list(self.threads), "runs": self.runs, "warmup": self.warmup,
                 "image": None if self.image is None else str(self.image),
-                "end_to_end": self.end_to_end, "flip_tta": self.flip_tta, "timeout_s": self.timeout_s}
+                "end_to_end": self.end_to_end, "flip_tta": self.flip_tta, "roi": self.roi,
+                "timeout_s": self.timeout_s}
 
 
 def _round(value: float | None, digits: int = 6) -> float | None:
@@ -107,6 +115,8 @@ class BenchResult:
     flip_tta: bool = False
     adapter: str | None = None
     runs: int | None = None
+    #: "auto" when the frame went through the region stage (end to end; its time is stage "roi").
+    roi: str = "off"
     stages_ms: dict[str, float] = field(default_factory=dict)
     #: end to end only: median per frame of prepare + infer + post, i.e. from decoded RGB pixels to
     #: the mask (the stage figures are means, which a few slow frames pull up).
@@ -137,6 +147,7 @@ class BenchResult:
             "flip_tta": self.flip_tta,
             "adapter": self.adapter,
             "runs": self.runs,
+            "roi": self.roi,
         }
         if self.stages_ms:
             record["stages_ms"] = {k: _round(v) for k, v in self.stages_ms.items()}
@@ -157,7 +168,7 @@ class BenchResult:
             mean_ms=d.get("mean_ms"), std_ms=d.get("std_ms"), fps=d.get("fps"),
             peak_rss_mb=d.get("peak_rss_mb"), end_to_end=bool(d.get("end_to_end", False)),
             flip_tta=bool(d.get("flip_tta", False)), adapter=d.get("adapter"), runs=d.get("runs"),
-            stages_ms=dict(d.get("stages_ms") or {}),
+            roi=str(d.get("roi", "off")), stages_ms=dict(d.get("stages_ms") or {}),
             rgb_to_mask_p50_ms=d.get("rgb_to_mask_p50_ms"), error=d.get("error"),
         )
 
@@ -247,7 +258,8 @@ def _frame_reader(image: Path | None) -> Callable[[], np.ndarray]:
 
 
 def measure(model: str | os.PathLike[str], threads: int, *, runs: int = 50, warmup: int = 5,
-            image: Path | None = None, end_to_end: bool = False, flip_tta: bool = False) -> BenchResult:
+            image: Path | None = None, end_to_end: bool = False, flip_tta: bool = False,
+            roi: str = "off") -> BenchResult:
     """Time one model at one thread count in this process (the worker calls this)."""
     from .runtime import Segmenter, load_model, quantize_input
 
@@ -255,7 +267,8 @@ def measure(model: str | os.PathLike[str], threads: int, *, runs: int = 50, warm
     if end_to_end:
         read = _frame_reader(image)
         started = time.perf_counter()
-        seg = Segmenter(model, threads=threads, flip_tta=flip_tta)
+        seg = Segmenter(model, threads=threads, flip_tta=flip_tta, roi=roi)
+        stage = seg.region_stage
         load_ms = (time.perf_counter() - started) * 1000.0
         size, spec = seg.size_bytes, seg.inputs[0]
         clock = time.perf_counter
@@ -270,13 +283,19 @@ def measure(model: str | os.PathLike[str], threads: int, *, runs: int = 50, warm
             t2 = clock()
             outputs = seg.infer(model_image)
             t3 = clock()
-            seg.finish(outputs, context).mask  # what segment() does: a mask-only caller's frame
+            whole = seg.finish(outputs, context)
+            whole.mask  # what segment() does: a mask-only caller's frame
             t4 = clock()
+            if stage is not None:  # the region stage: locate, segment full-resolution crops, paste
+                stage.segment_boxes(rgb, stage.locate(whole), whole).mask
+            t5 = clock()
             if stage_sums is not None:
                 for name, dt in zip(_STAGES, (t1 - t0, t2 - t1, t3 - t2, t4 - t3)):
                     stage_sums[name] += dt * 1000.0
-                rgb_to_mask.append((t4 - t1) * 1000.0)
-            return (t4 - t0) * 1000.0
+                if stage is not None:
+                    stage_sums["roi"] = stage_sums.get("roi", 0.0) + (t5 - t4) * 1000.0
+                rgb_to_mask.append((t5 - t1) * 1000.0)
+            return (t5 - t0) * 1000.0
 
         first_ms = one_frame(None)
         for _ in range(warmup):
@@ -329,6 +348,7 @@ def measure(model: str | os.PathLike[str], threads: int, *, runs: int = 50, warm
         model=shown, threads=threads, size_bytes=size, input_shape=tuple(spec.shape),
         input_dtype=spec.dtype, load_ms=load_ms, first_ms=first_ms, **_stats(times),
         peak_rss_mb=peak_rss_mb(), end_to_end=end_to_end, flip_tta=flip_tta, adapter=adapter, runs=runs,
+        roi=roi if end_to_end else "off",
         stages_ms=stages, rgb_to_mask_p50_ms=frame_p50,
     )
 
@@ -359,6 +379,8 @@ def worker_command(model: str, threads: int, options: BenchOptions) -> list[str]
         cmd.append("--end-to-end")
     if options.flip_tta:
         cmd.append("--flip-tta")
+    if options.roi != "off":
+        cmd += ["--roi", options.roi]
     return cmd
 
 
@@ -475,10 +497,12 @@ def _worker_main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--image", type=Path, default=None)
     parser.add_argument("--end-to-end", action="store_true")
     parser.add_argument("--flip-tta", action="store_true")
+    parser.add_argument("--roi", choices=("auto", "off"), default="off")
     args = parser.parse_args(argv)
     try:
         result = measure(args.worker, args.threads, runs=args.runs, warmup=args.warmup,
-                         image=args.image, end_to_end=args.end_to_end, flip_tta=args.flip_tta)
+                         image=args.image, end_to_end=args.end_to_end, flip_tta=args.flip_tta,
+                         roi=args.roi)
         code = 0
     except HairsegError as exc:
         result, code = BenchResult(args.worker, args.threads, error=str(exc)), exc.exit_code

@@ -145,11 +145,11 @@ def _frame_rect(canvas_shape: tuple[int, ...], box: Box) -> tuple[slice, slice]:
     return (slice(max(box.y, 0), min(box.y + box.side, h)), slice(max(box.x, 0), min(box.x + box.side, w)))
 
 
-def hair_components(likely: np.ndarray, min_share: float) -> list[tuple[int, tuple[int, int, int, int]]]:
-    """Connected components of a boolean map, largest first, as ``(area, (x0, y0, x1, y1))``.
+Extent = tuple[int, int, int, int]  # x0, y0, x1, y1 (exclusive)
 
-    Components with less than ``min_share`` of the largest one's area are dropped.
-    """
+
+def hair_components(likely: np.ndarray) -> list[tuple[int, Extent]]:
+    """Connected components of a boolean map, largest first, as ``(area, (x0, y0, x1, y1))``."""
     count, _, stats, _ = cv2.connectedComponentsWithStats(likely.astype(np.uint8), connectivity=8)
     found = [(int(stats[i, cv2.CC_STAT_AREA]),
               (int(stats[i, cv2.CC_STAT_LEFT]), int(stats[i, cv2.CC_STAT_TOP]),
@@ -157,10 +157,31 @@ def hair_components(likely: np.ndarray, min_share: float) -> list[tuple[int, tup
                int(stats[i, cv2.CC_STAT_TOP] + stats[i, cv2.CC_STAT_HEIGHT])))
              for i in range(1, count)]
     found.sort(key=lambda c: -c[0])
-    if not found:
+    return found
+
+
+def group_components(components: list[tuple[int, Extent]], min_share: float,
+                     box_scale: float) -> list[tuple[int, Extent]]:
+    """Heads from hair components: ``(hair area, extent)`` per head, largest first.
+
+    Components with at least ``min_share`` of the largest one's area seed a head each; a smaller one
+    joins the first head whose box (``box_scale`` times its extent) it touches (a strand of long hair
+    the coarse pass cut off, the other side of a parting); the rest are the blobs far from any head,
+    dropped.
+    """
+    if not components:
         return []
-    floor = found[0][0] * min_share
-    return [c for c in found if c[0] >= floor]
+    floor = components[0][0] * min_share
+    heads = [[area, list(extent)] for area, extent in components if area >= floor]
+    for area, (x0, y0, x1, y1) in (c for c in components if c[0] < floor):
+        for head in heads:
+            box = square_around(*head[1], box_scale)
+            if x0 < box.x + box.side and box.x < x1 and y0 < box.y + box.side and box.y < y1:
+                ext = head[1]
+                head[1] = [min(ext[0], x0), min(ext[1], y0), max(ext[2], x1), max(ext[3], y1)]
+                head[0] += area
+                break
+    return [(area, tuple(ext)) for area, ext in heads]
 
 
 class RegionStage:
@@ -194,9 +215,9 @@ class RegionStage:
             small = likely
         fx, fy = w / small.shape[1], h / small.shape[0]
         cfg = self.config
-        comps = hair_components(small, cfg.min_share)[: 3 * cfg.max_people]
+        heads = group_components(hair_components(small), cfg.min_share, cfg.box_scale)
         boxes = [square_around(x0 * fx, y0 * fy, x1 * fx, y1 * fy, cfg.box_scale, cfg.min_box)
-                 for _, (x0, y0, x1, y1) in comps]
+                 for _, (x0, y0, x1, y1) in heads[: 3 * cfg.max_people]]
         return merge_boxes(boxes)[: cfg.max_people]
 
     def boxes_from(self, seg: Segmentation) -> list[Box]:
@@ -361,4 +382,4 @@ def with_max_people(config: RoiConfig | None, max_people: int | None) -> RoiConf
 
 
 __all__ = ["LOCATE_THRESHOLD", "ROI_MODES", "Box", "RegionStage", "RegionTracker", "RoiConfig", "crop",
-           "hair_components", "merge_boxes", "paste", "square_around", "with_max_people"]
+           "group_components", "hair_components", "merge_boxes", "paste", "square_around", "with_max_people"]

@@ -31,6 +31,8 @@ def _table_parts(results: list[BenchResult], options: BenchOptions
     from hairseg_edge.cli._tables import Column, short_labels
 
     mode = "end-to-end (read, prepare, infer, post)" if options.end_to_end else "invoke only"
+    if options.roi == "auto":
+        mode = "end-to-end (read, prepare, infer, post, roi: locate + crops)"
     if options.flip_tta:
         mode += " with --flip-tta"
     frame = f", frame {options.image}" if options.image is not None else \
@@ -41,7 +43,7 @@ def _table_parts(results: list[BenchResult], options: BenchOptions
                Column("p99"), Column("mean ± std"), Column("FPS"), Column("first"), Column("load"),
                Column("MB"), Column("RSS MB"), Column("input", numeric=False)]
     if options.end_to_end:
-        columns.append(Column("read/prep/infer/post"))
+        columns.append(Column("read/prep/infer/post" + ("/roi" if options.roi == "auto" else "")))
     labels, notes = short_labels([r.model for r in results], [r.adapter for r in results])
     rows = []
     for label, r in zip(labels, results):
@@ -60,7 +62,7 @@ def _table_parts(results: list[BenchResult], options: BenchOptions
         ]
         if options.end_to_end:
             row.append("/".join(f"{r.stages_ms.get(s, 0.0):.1f}"
-                                for s in ("read", "prepare", "infer", "post")))
+                                for s in ("read", "prepare", "infer", "post", "roi") if s in r.stages_ms))
         rows.append(row)
     return title, columns, rows, notes
 
@@ -137,6 +139,10 @@ def bench_command(
     flip_tta: Annotated[bool, typer.Option(
         "--flip-tta", help="With --end-to-end: time the frame path of run/eval --flip-tta (each frame "
                            "also runs mirrored and the two outputs are averaged).")] = False,
+    roi: Annotated[str, typer.Option(
+        "--roi", help="With --end-to-end: auto also times the region stage of run/eval (find the "
+                      "head on the whole frame, segment full-resolution crops; stage 'roi'); off "
+                      "(default) times the single pass.")] = "off",
     json_path: Annotated[Optional[Path], typer.Option(
         "--json", help="Write the results as a JSON list here.", show_default=False)] = None,
     csv_path: Annotated[Optional[Path], typer.Option(
@@ -157,7 +163,7 @@ def bench_command(
     if budget_ms is not None and not pick:
         raise InputError("--budget-ms goes with --pick")
     options = BenchOptions(threads=parse_threads(threads), runs=runs, warmup=warmup, image=image,
-                           end_to_end=end_to_end or pick, flip_tta=flip_tta)
+                           end_to_end=end_to_end or pick, flip_tta=flip_tta, roi=roi)
     for out in (json_path, csv_path):
         if out is not None and out.exists() and not force:
             raise InputError("already exists (pass --force to overwrite)", out)
