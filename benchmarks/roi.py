@@ -88,7 +88,7 @@ def small_heads(models: dict[str, Path], limit: int) -> dict:
     return out
 
 
-SWEEP = {"box_scale": (1.3, 1.5, 1.8), "skip_share": (0.7, 0.9)}
+SWEEP = {"box_scale": (1.3, 1.5, 1.8), "skip_share": (0.7, 0.8, 0.9)}
 
 
 def sweep(model: Path, limit: int) -> list[dict]:

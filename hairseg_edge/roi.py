@@ -56,6 +56,8 @@ class RoiConfig:
     redetect_every: int = 30   # video: locate again on the whole frame every K frames
     smoothing: float = 0.5     # video: weight of the new box in the running box (1 = no smoothing)
     scene_cut: float = 40.0    # video: mean absolute difference of 32x32 gray thumbnails, 0..255
+    track_margin: float = 1.25 # video: a tracked box is this much larger than a photo's (room to move)
+    refine: int = 1            # photos: re-cut a box this many times when the crop's hair reaches its border
 
     def __post_init__(self) -> None:
         if isinstance(self.max_people, bool) or not isinstance(self.max_people, int) or self.max_people < 1:
@@ -241,15 +243,26 @@ class RegionStage:
         the first pass's values instead of a second inference.
         """
         h, w = rgb.shape[:2]
-        self.last_boxes = list(boxes)
         self.last_inferences = 0
         parts: list[tuple[Box, Segmentation | None]] = []
         for box in boxes:
             if whole is not None and box.side >= self.config.skip_share * max(h, w):
                 parts.append((box, None))  # the first pass is as good here (face-filling)
-            else:
-                parts.append((box, self.segmenter.segment_whole(crop(rgb, box))))
+                continue
+            seg = self.segmenter.segment_whole(crop(rgb, box))
+            self.last_inferences += 1
+            # The coarse pass can misplace a small head: when the crop's hair reaches its border, cut
+            # again around the hair the crop found (photos only: a video re-locates next frame).
+            for _ in range(self.config.refine if whole is not None else 0):
+                if not touches_border(seg.mask, box, (h, w)):
+                    break
+                better = hair_box(self._likely(seg), box, self.config)
+                if better is None or better == box:
+                    break
+                box, seg = better, self.segmenter.segment_whole(crop(rgb, better))
                 self.last_inferences += 1
+            parts.append((box, seg))
+        self.last_boxes = [box for box, _ in parts]
         return self._assemble((h, w), parts, whole)
 
     def _assemble(self, size: tuple[int, int], parts: list[tuple[Box, Segmentation | None]],
@@ -290,6 +303,30 @@ class RegionStage:
         self._tracker = RegionTracker(self)
 
 
+def hair_box(likely: np.ndarray, box: Box, config: RoiConfig) -> Box | None:
+    """The box that the "maybe hair" map of ``box``'s crop calls for, in frame pixels (None: no hair)."""
+    ys, xs = np.nonzero(likely)
+    if xs.size == 0:
+        return None
+    return square_around(box.x + int(xs.min()), box.y + int(ys.min()), box.x + int(xs.max()) + 1,
+                         box.y + int(ys.max()) + 1, config.box_scale, config.min_box)
+
+
+def touches_border(mask: np.ndarray, box: Box, frame_hw: tuple[int, int]) -> bool:
+    """Whether a crop's mask has hair on an edge of the crop that lies inside the frame."""
+    h, w = frame_hw
+    edges = []
+    if box.y > 0:
+        edges.append(mask[0])
+    if box.y + box.side < h:
+        edges.append(mask[-1])
+    if box.x > 0:
+        edges.append(mask[:, 0])
+    if box.x + box.side < w:
+        edges.append(mask[:, -1])
+    return any(bool(e.any()) for e in edges)
+
+
 def _thumbnail(rgb: np.ndarray) -> np.ndarray:
     gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
     return cv2.resize(gray, (32, 32), interpolation=cv2.INTER_AREA).astype(np.int16)
@@ -301,6 +338,7 @@ class RegionTracker:
     def __init__(self, stage: RegionStage):
         self.stage = stage
         self.boxes: list[tuple[float, float, float]] = []   # smoothed (cx, cy, side)
+        self.velocity: list[tuple[float, float]] = []       # per box, pixels per frame
         self.since_locate = 0
         self.relocate = True
         self.thumb: np.ndarray | None = None
@@ -320,12 +358,17 @@ class RegionTracker:
             self.relocate = False
             return result
         self.since_locate += 1
-        boxes = [Box(int(round(cx - s / 2)), int(round(cy - s / 2)), int(round(s))) for cx, cy, s in self.boxes]
+        grow = cfg.track_margin
+        # Where each head should be now: last frame's centre moved by its velocity.
+        boxes = [Box(int(round(cx + vx - s * grow / 2)), int(round(cy + vy - s * grow / 2)), int(round(s * grow)))
+                 for (cx, cy, s), (vx, vy) in zip(self.boxes, self.velocity)]
         result = stage.segment_boxes(rgb, boxes, None)
         measured = [self._box_of(result, box) for box in boxes]
-        if any(m is None for m in measured) or any(self._touches_border(result, box) for box in boxes):
+        measured = [None if m is None else Box(m.x, m.y, m.side) for m in measured]
+        if any(m is None for m in measured) or any(
+                touches_border(crop(result.mask, box), box, result.mask.shape) for box in boxes):
             self.relocate = True  # the hair left a box or may continue past it: search next frame
-        self._update(measured, smooth=True)
+        self._update(measured, smooth=True, keep_side=True)
         return result
 
     def _box_of(self, result: Segmentation, box: Box) -> Box | None:
@@ -339,40 +382,39 @@ class RegionTracker:
         return square_around(x0, y0, cols.start + int(xs.max()) + 1, rows.start + int(ys.max()) + 1,
                              self.stage.config.box_scale, self.stage.config.min_box)
 
-    def _touches_border(self, result: Segmentation, box: Box) -> bool:
-        rows, cols = _frame_rect(result.mask.shape, box)
-        h, w = result.mask.shape
-        mask = result.mask[rows, cols]
-        if mask.size == 0:
-            return True
-        edges = []
-        if box.y >= 0:
-            edges.append(mask[0])
-        if box.y + box.side <= h:
-            edges.append(mask[-1])
-        if box.x >= 0:
-            edges.append(mask[:, 0])
-        if box.x + box.side <= w:
-            edges.append(mask[:, -1])
-        return any(bool(e.any()) for e in edges)
+    def _update(self, measured: list[Box | None], *, smooth: bool, keep_side: bool = False) -> None:
+        """Move the boxes towards the measured ones (smoothed).
 
-    def _update(self, measured: list[Box | None], *, smooth: bool) -> None:
+        ``keep_side`` (tracked frames): only the centre follows. The hair a crop finds depends on the
+        crop, so letting a tracked box take its size from its own result feeds back (a tight crop
+        finds less hair, the next crop is tighter still); the side changes when the whole frame is
+        searched again.
+        """
         found = [m for m in measured if m is not None]
         if not found:
-            self.boxes = []
+            self.boxes, self.velocity = [], []
             self.relocate = True
             return
         alpha = self.stage.config.smoothing if smooth else 1.0
-        updated = []
+        updated, velocity = [], []
         for box in found:
             cx, cy = box.centre
             target = (cx, cy, float(box.side))
+            moved = (0.0, 0.0)
             if self.boxes:  # the nearest previous box carries on, smoothed
-                prev = min(self.boxes, key=lambda b: (b[0] - cx) ** 2 + (b[1] - cy) ** 2)
+                i = min(range(len(self.boxes)),
+                        key=lambda k: (self.boxes[k][0] - cx) ** 2 + (self.boxes[k][1] - cy) ** 2)
+                prev, (vx, vy) = self.boxes[i], self.velocity[i]
                 if abs(prev[0] - cx) + abs(prev[1] - cy) < prev[2]:
-                    target = tuple(p + alpha * (t - p) for p, t in zip(prev, target))
+                    # alpha-beta filter: predict with the velocity, correct by alpha of the residual
+                    px, py = prev[0] + vx, prev[1] + vy
+                    nx, ny = px + alpha * (cx - px), py + alpha * (cy - py)
+                    moved = (vx + alpha * (nx - prev[0] - vx), vy + alpha * (ny - prev[1] - vy))
+                    side = prev[2] if keep_side else prev[2] + alpha * (target[2] - prev[2])
+                    target = (nx, ny, side)
             updated.append(target)
-        self.boxes = updated
+            velocity.append(moved)
+        self.boxes, self.velocity = updated, velocity
 
 
 def with_max_people(config: RoiConfig | None, max_people: int | None) -> RoiConfig:
@@ -381,5 +423,5 @@ def with_max_people(config: RoiConfig | None, max_people: int | None) -> RoiConf
     return config if max_people is None else replace(config, max_people=max_people)
 
 
-__all__ = ["LOCATE_THRESHOLD", "ROI_MODES", "Box", "RegionStage", "RegionTracker", "RoiConfig", "crop",
+__all__ = ["LOCATE_THRESHOLD", "ROI_MODES", "Box", "RegionStage", "RegionTracker", "RoiConfig", "crop", "hair_box", "touches_border",
            "group_components", "hair_components", "merge_boxes", "paste", "square_around", "with_max_people"]

@@ -106,6 +106,8 @@ class RunOptions:
     flip_tta: bool = False  # Segmenter(flip_tta=...): mirror test-time augmentation
     hud: bool = False  # draw the processing FPS on overlay/recolour video frames
     recolor_strength: float = 1.0  # 0..1: how far the hair moves to the --recolor colour
+    roi: str = "auto"  # Segmenter(roi=...): find the head(s), segment full-resolution crops (roi.py)
+    max_people: int | None = None  # Segmenter(max_people=...): at most this many regions
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "out_dir", Path(self.out_dir))
@@ -115,6 +117,12 @@ class RunOptions:
                 or not 1 <= self.threads <= MAX_THREADS):
             raise InputError(f"--threads must be an integer between 1 and {MAX_THREADS}, "
                              f"got {self.threads!r}")
+        if self.roi not in ("auto", "off"):
+            raise InputError(f"--roi must be auto or off, got {self.roi!r}")
+        if self.max_people is not None:
+            from .roi import with_max_people
+
+            with_max_people(None, self.max_people)  # one line for a bad --max-people, before any work
         if self.max_frames is not None and self.max_frames < 1:
             raise InputError(f"--frames must be >= 1, got {self.max_frames}")
         strength = self.recolor_strength
@@ -148,6 +156,8 @@ class RunOptions:
             "adapter": self.adapter,
             "flip_tta": self.flip_tta,
             "hud": self.hud,
+            "roi": self.roi,
+            "max_people": self.max_people,
             "max_frames": self.max_frames,
         }
 
@@ -377,8 +387,9 @@ class _Pipeline:
         self.color = options.recolor_rgb
 
     def frame(self, rgb: np.ndarray, roles: dict[str, Path],
-              smoother: TemporalSmoother | None = None) -> _Frame:
-        seg = self.segmenter.segment(rgb)
+              smoother: TemporalSmoother | None = None, *, tracked: bool = False) -> _Frame:
+        # A stream's frames are tracked: the previous frame's head region seeds this one (roi.py).
+        seg = self.segmenter.track(rgb) if tracked else self.segmenter.segment(rgb)
         probability = seg.probability
         if smoother is not None:
             probability = smoother(rgb, probability)
@@ -538,6 +549,7 @@ class Runner:
         self.observer.start(f"{Path(stream.name).name if kind == 'video' else stream.name}", total)
 
         stats = _StreamStats()
+        self.segmenter.reset_tracking()  # a new stream: no region carries over
         start = time.perf_counter()
         with contextlib.ExitStack() as stack:
             try:
@@ -580,7 +592,7 @@ class Runner:
                 raise InputError(f"frame {stats.frames} is {rgb.shape[1]}x{rgb.shape[0]}, but the "
                                  f"video started at {stats.size[0]}x{stats.size[1]}", stream.name)
             t0 = time.perf_counter()
-            frame = self.pipeline.frame(rgb, roles, smoother)
+            frame = self.pipeline.frame(rgb, roles, smoother, tracked=True)
             elapsed = time.perf_counter() - t0
             stats.pipeline_s += elapsed
             instant = 1.0 / max(elapsed, 1e-6)
@@ -714,7 +726,7 @@ def run_source(source: str | os.PathLike[str] | Source, options: RunOptions | No
                 model = default_model_path("int8")
             segmenter = stack.enter_context(
                 Segmenter(model, threads=options.threads, adapter=options.adapter,
-                          flip_tta=options.flip_tta))
+                          flip_tta=options.flip_tta, roi=options.roi, max_people=options.max_people))
         folder = stack.enter_context(OutputFolder(options.out_dir, _request_signature(
             resolved, segmenter, options)))
         runner = Runner(segmenter, options, observer, folder)

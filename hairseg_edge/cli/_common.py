@@ -77,3 +77,11 @@ def chosen_model(argument: str | None = None, option: str | None = None, kind: s
     if argument is not None and option is not None:
         raise InputError(f"give the model once: as MODEL ({argument}) or as --model ({option}), not both")
     return resolve_model(option if option is not None else argument, kind)
+
+
+#: ``--roi`` help, shared by run and eval (the measurement behind the default: benchmarks/results/roi.md).
+ROI_HELP = ("auto: find the head(s) with a first pass on the whole frame, then segment a "
+            "full-resolution crop of each (small heads, group and high-resolution photos gain; a "
+            "face-filling photo keeps the single pass; videos track the region, one inference per "
+            "frame); off: one pass on the whole frame.")
+MAX_PEOPLE_HELP = "With --roi auto: segment at most this many heads (default 2)."

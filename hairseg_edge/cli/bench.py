@@ -7,7 +7,10 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from hairseg_edge.cli._common import MODEL_HELP, bounded, chosen_model, console, err_console, reports_errors
+from hairseg_edge.cli._common import (
+    MODEL_HELP, bounded, chosen_model, console,
+    err_console, reports_errors,
+)
 
 if TYPE_CHECKING:
     from rich.console import Console

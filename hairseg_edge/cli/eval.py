@@ -9,7 +9,10 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from hairseg_edge.cli._common import MODEL_HELP, bounded, chosen_model, console, err_console, reports_errors
+from hairseg_edge.cli._common import (
+    MAX_PEOPLE_HELP, MODEL_HELP, ROI_HELP, bounded,
+    chosen_model, console, err_console, reports_errors,
+)
 from hairseg_edge.runtime import MAX_THREADS
 
 if TYPE_CHECKING:
@@ -47,7 +50,8 @@ def _print_table(result: EvalResult, console: Console, split_reason: str = "") -
     rows = []
     for label, key in _METRIC_ROWS:
         rows.append([label] + [f"{getattr(m.metrics, key):.4f}" for m in models])
-    rows.append(["p50 invoke ms"] + [f"{m.p50_ms:.2f}" for m in models])
+    timing = "p50 ms, both ROI stages" if models[0].roi == "auto" else "p50 invoke ms"
+    rows.append([timing] + [f"{m.p50_ms:.2f}" for m in models])
     if ref is not None and result.agreement is not None:
         agree = result.agreement
         rows.append(["agreement IoU", f"{agree.iou:.4f}", ""])
@@ -101,6 +105,9 @@ def eval_command(
         "--flip-tta", help="Also run each image mirrored and average the two outputs, for the model "
                            "and the reference alike (test-time augmentation): a little more accurate, "
                            "twice the inference time.")] = False,
+    roi: Annotated[str, typer.Option("--roi", help=ROI_HELP + " Applies to --reference too.")] = "auto",
+    max_people: Annotated[Optional[int], typer.Option(
+        "--max-people", help=MAX_PEOPLE_HELP, show_default=False)] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing --json file.")] = False,
 ) -> None:
     """Score a model on a data set (global and mean IoU, F1, precision, recall, accuracy,
@@ -125,11 +132,11 @@ def eval_command(
     # Models are loaded before the progress bar starts, so a bad model prints just its one line.
     with contextlib.ExitStack() as stack:
         candidate = stack.enter_context(Segmenter(model_path, threads=threads, adapter=adapter,
-                                                        flip_tta=flip_tta))
+                                                  flip_tta=flip_tta, roi=roi, max_people=max_people))
         ref = None
         if reference is not None:
             ref = stack.enter_context(Segmenter(reference, threads=threads, adapter=reference_adapter,
-                                                  flip_tta=flip_tta))
+                                                  flip_tta=flip_tta, roi=roi, max_people=max_people))
         progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                             TimeElapsedColumn(), console=console, redirect_stdout=False,
                             redirect_stderr=False)

@@ -67,6 +67,10 @@ def _print(info: ModelInfo) -> None:
         verdict = "[green]compatible[/]" if info.gpu.compatible else \
             f"[yellow]{len(info.gpu.issues)} op(s) would fall back to the CPU[/]"
         summary.append(["GPU delegate", f"{verdict} ({info.gpu.note})"])
+    if info.loads:
+        summary.append(["region stage", "run/eval --roi auto (default): a first pass on the whole frame finds "
+                        "the head(s), a second segments a full-resolution crop of each; face-filling "
+                        "photos keep one pass; --roi off for the single pass"])
     print_table(console, [Column("", numeric=False, key=True, style="bold"), Column("", numeric=False, wrap_at=None)],
                 summary, title=escape(str(info.path)), show_header=False, box=None, pad_edge=False)
 
@@ -103,8 +107,9 @@ def info_command(
         "--gpu/--no-gpu", help="Check LiteRT GPU delegate compatibility.")] = True,
 ) -> None:
     """Show a model's inputs and outputs (shapes, dtypes, quantization), operators, size,
-    metadata (hairseg contract, MediaPipe metadata), the adapter that runs it, and whether the
-    LiteRT GPU delegate can take all of its operators."""
+    metadata (hairseg contract, MediaPipe metadata), the adapter that runs it, whether the
+    LiteRT GPU delegate can take all of its operators, and how run/eval apply it (the region stage,
+    --roi auto: find the head on the whole frame, then segment a full-resolution crop of it)."""
     from hairseg_edge.inspect import inspect_model
 
     info = inspect_model(chosen_model(model, model_option), check_gpu=gpu)

@@ -9,7 +9,10 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from hairseg_edge.cli._common import MODEL_HELP, bounded, chosen_model, console, reports_errors
+from hairseg_edge.cli._common import (
+    MAX_PEOPLE_HELP, MODEL_HELP, ROI_HELP, bounded,
+    chosen_model, console, reports_errors,
+)
 from hairseg_edge.runtime import MAX_THREADS
 
 if TYPE_CHECKING:
@@ -100,6 +103,9 @@ def run_command(
     flip_tta: Annotated[bool, typer.Option(
         "--flip-tta", help="Also run each frame mirrored and average the two outputs (test-time "
                            "augmentation): a little more accurate, twice the inference time.")] = False,
+    roi: Annotated[str, typer.Option("--roi", help=ROI_HELP)] = "auto",
+    max_people: Annotated[Optional[int], typer.Option(
+        "--max-people", help=MAX_PEOPLE_HELP, show_default=False)] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite existing outputs.")] = False,
     adapter: Annotated[Optional[str], typer.Option(
         "--adapter",
@@ -131,7 +137,7 @@ def run_command(
                          overlay=overlay, recolor=recolor, soft=soft,
                          show=show, force=force, smooth=smooth, threads=threads, adapter=adapter,
                          flip_tta=flip_tta, max_frames=frames, hud=hud,
-                         recolor_strength=recolor_strength)
+                         recolor_strength=recolor_strength, roi=roi, max_people=max_people)
     if json_path is not None and json_path.exists() and not force:
         raise InputError("already exists (pass --force to overwrite)", json_path)
 

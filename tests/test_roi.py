@@ -1,0 +1,284 @@
+"""The region-of-interest stage (hairseg_edge/roi.py): box geometry, crop/paste, component grouping,
+the two-pass Segmenter on the sample photo shrunk inside the test, video tracking, bad input, and
+(with HAIRSEG_DATA) a regression check on shrunk validation photos."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from hairseg_edge import contract
+from hairseg_edge.errors import InputError
+from hairseg_edge.roi import (Box, RoiConfig, crop, group_components, hair_components, merge_boxes, paste,
+                              square_around)
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLE = REPO / "examples" / "astronaut.png"
+GREY = 128
+
+
+def shrink_onto_canvas(rgb: np.ndarray, mask: np.ndarray, zoom: float, *, left_share: float = 0.5,
+                       top_share: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
+    """``rgb`` and ``mask`` shrunk by ``zoom`` on a grey canvas of the same size (a small head)."""
+    h, w = mask.shape
+    sh, sw = round(h * zoom), round(w * zoom)
+    top, left = round((h - sh) * top_share), round((w - sw) * left_share)
+    canvas = np.full_like(rgb, GREY)
+    canvas[top:top + sh, left:left + sw] = cv2.resize(rgb, (sw, sh), interpolation=cv2.INTER_AREA)
+    target = np.zeros_like(mask)
+    target[top:top + sh, left:left + sw] = cv2.resize(mask.astype(np.uint8), (sw, sh),
+                                                      interpolation=cv2.INTER_NEAREST_EXACT) > 0
+    return canvas, target
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> float:
+    union = np.count_nonzero(a | b)
+    return np.count_nonzero(a & b) / union if union else 1.0
+
+
+# --- geometry --------------------------------------------------------------------------------------------
+def test_square_around_is_centred_and_scaled():
+    box = square_around(10, 20, 30, 60, 1.5)  # 20 x 40 rectangle, centre (20, 40)
+    assert box.side == 60
+    assert box.centre == (20.0, 40.0)
+    assert square_around(5, 5, 6, 6, 1.5, min_side=16).side == 16
+
+
+def test_merge_boxes_merges_chains_and_keeps_disjoint_boxes():
+    a, b, c, far = Box(0, 0, 10), Box(8, 0, 10), Box(16, 0, 10), Box(100, 100, 5)
+    merged = merge_boxes([a, b, c, far])
+    assert far in merged and len(merged) == 2
+    big = next(m for m in merged if m != far)
+    for box in (a, b, c):  # the union covers every merged box
+        assert big.x <= box.x and big.y <= box.y
+        assert big.x + big.side >= box.x + box.side and big.y + big.side >= box.y + box.side
+
+
+def test_crop_past_the_frame_is_padded_and_paste_writes_only_inside():
+    rgb = np.arange(6 * 8 * 3, dtype=np.uint8).reshape(6, 8, 3)
+    box = Box(-2, 3, 5)  # reaches past the left and bottom edges
+    piece = crop(rgb, box)
+    assert piece.shape == (5, 5, 3)
+    assert (piece[:, :2] == contract.PAD_VALUE).all() and (piece[3:] == contract.PAD_VALUE).all()
+    assert np.array_equal(piece[:3, 2:], rgb[3:6, 0:3])
+    canvas = np.zeros((6, 8), np.float32)
+    paste(canvas, np.ones((5, 5), np.float32), box)
+    assert canvas.sum() == 9 and canvas[3:6, 0:3].all()
+    # A box wholly outside the frame: an all-padding crop, and nothing pasted.
+    assert (crop(rgb, Box(20, 20, 4)) == contract.PAD_VALUE).all()
+    paste(canvas, np.full((4, 4), 7.0, np.float32), Box(20, 20, 4))
+    assert canvas.max() == 1.0
+
+
+def test_far_small_blobs_are_dropped_and_near_strands_join_the_head():
+    likely = np.zeros((100, 100), bool)
+    likely[20:40, 30:60] = True        # the head's hair, 600 px
+    likely[42:50, 26:29] = True        # a strand just below it, 24 px: joins
+    likely[90:93, 90:93] = True        # a blob far away, 9 px: dropped
+    heads = group_components(hair_components(likely), min_share=0.1, box_scale=1.5)
+    assert len(heads) == 1
+    area, extent = heads[0]
+    assert area == 600 + 24 and extent == (26, 20, 60, 50)
+    # Two heads of similar size both stay.
+    likely[60:80, 60:85] = True
+    assert len(group_components(hair_components(likely), 0.1, 1.5)) == 2
+
+
+def test_config_rejects_bad_values():
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(InputError, match="max-people"):
+            RoiConfig(max_people=bad)
+    with pytest.raises(InputError):
+        RoiConfig(smoothing=0.0)
+
+
+# --- the stage with the bundled model --------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def bundled():
+    from hairseg_edge.models import default_model_path
+    from hairseg_edge.runtime import Segmenter
+
+    path = default_model_path("int8")
+    with Segmenter(path, roi="auto") as auto, Segmenter(path, roi="off") as off:
+        yield auto, off
+
+
+@pytest.fixture(scope="module")
+def sample():
+    from hairseg_edge.imageio import read_image
+
+    return read_image(SAMPLE)
+
+
+def test_small_head_gains_from_the_stage(bundled, sample):
+    """The sample photo shrunk to 0.4x: the single pass loses most of the hair, the stage keeps it."""
+    auto, off = bundled
+    reference = off.segment(sample).mask  # the face-filling photo's own single-pass mask
+    canvas, target = shrink_onto_canvas(sample, reference, 0.4)
+    single, staged = iou(off.segment(canvas).mask, target), iou(auto.segment(canvas).mask, target)
+    # Measured: 0.23 -> 0.75 (the crop's exact size moves it between 0.75 and 0.92).
+    assert staged >= 0.7, (single, staged)
+    assert staged >= single + 0.3, (single, staged)
+    assert auto.region_stage.last_inferences == 2  # the locating pass and one crop
+    box = auto.region_stage.last_boxes[0]
+    ys, xs = np.nonzero(target)
+    assert box.x <= xs.min() and box.y <= ys.min()
+    assert box.x + box.side > xs.max() and box.y + box.side > ys.max()
+
+
+def test_blobs_far_from_the_head_are_removed(bundled, sample):
+    auto, off = bundled
+    counts = {}
+    for name, seg in (("off", off), ("auto", auto)):
+        n, _, stats, _ = cv2.connectedComponentsWithStats(seg.segment(sample).mask.astype(np.uint8))
+        counts[name] = (n - 1, int(stats[1:, cv2.CC_STAT_AREA].sum() - stats[1:, cv2.CC_STAT_AREA].max()))
+    assert counts["off"][0] > 1 and counts["off"][1] > 100  # the neck-ring blobs of the single pass
+    assert counts["auto"] == (1, 0)
+
+
+def test_no_head_gives_an_empty_mask_and_tiny_frames_work(bundled):
+    auto, _ = bundled
+    empty = auto.segment(np.full((300, 400, 3), GREY, np.uint8))
+    assert empty.mask.shape == (300, 400) and not empty.mask.any()
+    assert auto.region_stage.last_boxes == []
+    assert float(empty.probability.max()) == 0.0
+    one = auto.segment(np.zeros((1, 1, 3), np.uint8))
+    assert one.mask.shape == (1, 1)
+    assert auto.track(np.zeros((1, 1, 3), np.uint8)).mask.shape == (1, 1)
+
+
+def test_empty_frames_fail_like_the_single_pass(bundled):
+    auto, off = bundled
+    for seg in (auto, off):
+        with pytest.raises(ValueError, match="no pixels"):
+            seg.segment(np.zeros((0, 0, 3), np.uint8))
+
+
+def test_max_people_limits_the_regions(sample):
+    from hairseg_edge.models import default_model_path
+    from hairseg_edge.runtime import Segmenter
+
+    reference_mask = np.zeros(sample.shape[:2], bool)
+    left, _ = shrink_onto_canvas(sample, reference_mask, 0.35, left_share=0.0)
+    right, _ = shrink_onto_canvas(sample, reference_mask, 0.35, left_share=1.0)
+    pair = np.concatenate([left, right], axis=1)  # two small heads, 1024 px apart
+    with Segmenter(default_model_path("int8"), roi="auto", max_people=2) as two, \
+            Segmenter(default_model_path("int8"), roi="auto", max_people=1) as one:
+        both = two.segment(pair)
+        assert len(two.region_stage.last_boxes) == 2
+        single = one.segment(pair)
+        assert len(one.region_stage.last_boxes) == 1
+    half = pair.shape[1] // 2
+    assert both.mask[:, :half].any() and both.mask[:, half:].any()
+    assert single.mask[:, :half].any() != single.mask[:, half:].any()
+
+
+def test_segmenter_refuses_bad_roi_arguments():
+    from hairseg_edge.models import default_model_path
+    from hairseg_edge.runtime import Segmenter
+
+    with pytest.raises(InputError, match="roi must be"):
+        Segmenter(default_model_path("int8"), roi="yes")
+    with pytest.raises(InputError, match="max-people"):
+        Segmenter(default_model_path("int8"), roi="auto", max_people=0)
+
+
+# --- video -----------------------------------------------------------------------------------------------
+def panned_clip(sample: np.ndarray, frames: int) -> list[np.ndarray]:
+    mask = np.zeros(sample.shape[:2], bool)
+    return [shrink_onto_canvas(sample, mask, 0.4, left_share=t / (frames - 1))[0] for t in range(frames)]
+
+
+def test_tracked_frames_cost_one_inference_and_follow_the_head(sample):
+    from hairseg_edge.models import default_model_path
+    from hairseg_edge.runtime import Segmenter
+
+    clip = panned_clip(sample, 24)
+    with Segmenter(default_model_path("int8"), roi="auto") as seg:
+        seg.reset_tracking()
+        inferences, masks = [], []
+        for frame in clip:
+            masks.append(seg.track(frame).mask)
+            inferences.append(seg.region_stage.last_inferences)
+        tracker = seg.region_stage._tracker
+        photo = [seg.segment(frame).mask for frame in clip]
+    assert tracker.locates <= 3, tracker.locates  # the first frame, maybe a re-locate or two
+    assert sum(inferences) <= len(clip) + tracker.locates
+    agreement = [iou(a, b) for a, b in zip(masks, photo)]
+    assert min(agreement) >= 0.8, agreement
+
+
+def test_scene_cut_and_lost_head_relocate(sample):
+    from hairseg_edge.models import default_model_path
+    from hairseg_edge.runtime import Segmenter
+
+    clip = panned_clip(sample, 6)
+    with Segmenter(default_model_path("int8"), roi="auto", max_people=1) as seg:
+        for frame in clip[:3]:
+            seg.track(frame)
+        tracker = seg.region_stage._tracker
+        before = tracker.locates
+        seg.track(255 - clip[3])  # a different picture: a scene cut
+        assert tracker.locates == before + 1
+        blank = np.full_like(clip[0], GREY)
+        assert not seg.track(blank).mask.any()  # nobody there: empty, and the tracker gives up the box
+        seg.track(blank)
+        assert tracker.boxes == []
+        seg.reset_tracking()
+        assert seg.region_stage._tracker.locates == 0
+
+
+# --- CLI -------------------------------------------------------------------------------------------------
+def test_cli_rejects_bad_roi_options_in_one_line(tmp_path):
+    from typer.testing import CliRunner
+
+    from hairseg_edge.cli import app
+
+    runner = CliRunner()
+    for args, needle in ((["--roi", "maybe"], "--roi"), (["--max-people", "0"], "--max-people")):
+        result = runner.invoke(app, ["run", str(SAMPLE), "-o", str(tmp_path / "out"), *args])
+        assert result.exit_code == 2, result.output
+        assert needle in result.output and "Traceback" not in result.output
+
+
+def test_bench_roi_needs_end_to_end():
+    from hairseg_edge.bench import BenchOptions
+
+    with pytest.raises(InputError, match="end-to-end"):
+        BenchOptions(roi="auto")
+    assert BenchOptions(roi="auto", end_to_end=True).to_dict()["roi"] == "auto"
+
+
+# --- real data -------------------------------------------------------------------------------------------
+#: On the first 40 recorded validation faces shrunk to 0.4x (benchmarks/results/roi.md has the full run):
+#: the stage must reach this IoU and gain at least GAIN over the single pass; face-filling photos must
+#: not lose more than 0.001 (one tenth of a point).
+SMALL_HEAD_FLOOR, GAIN = 0.80, 0.05
+
+
+def test_regression_on_shrunk_validation_faces(bundled):
+    root = os.environ.get("HAIRSEG_DATA")
+    if not root:
+        pytest.skip("HAIRSEG_DATA is not set: the real-data check needs celebamask-hq-hair")
+    from hairseg_edge.data import iter_samples, open_dataset, read_id_list
+    from hairseg_edge.metrics import SegmentationMeter
+
+    auto, off = bundled
+    ids = read_id_list(REPO / "hairseg_edge" / "splits" / "celebamask-hq-hair_val.txt")
+    ds = open_dataset(root).subset(ids).limit(40)
+    meters = {key: SegmentationMeter() for key in ("auto1", "off1", "auto0.4", "off0.4")}
+    for _, rgb, mask in iter_samples(ds):
+        target = mask > 0
+        meters["auto1"].update(auto.segment(rgb).mask, target)
+        meters["off1"].update(off.segment(rgb).mask, target)
+        canvas, small = shrink_onto_canvas(rgb, target, 0.4)
+        meters["auto0.4"].update(auto.segment(canvas).mask, small)
+        meters["off0.4"].update(off.segment(canvas).mask, small)
+    result = {k: m.result().iou for k, m in meters.items()}
+    assert result["auto0.4"] >= SMALL_HEAD_FLOOR, result
+    assert result["auto0.4"] >= result["off0.4"] + GAIN, result
+    assert result["auto1"] >= result["off1"] - 0.001, result
