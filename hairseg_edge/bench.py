@@ -147,8 +147,9 @@ class BenchResult:
             "flip_tta": self.flip_tta,
             "adapter": self.adapter,
             "runs": self.runs,
-            "roi": self.roi,
         }
+        if self.roi != "off":  # the region stage was timed too (stage "roi")
+            record["roi"] = self.roi
         if self.stages_ms:
             record["stages_ms"] = {k: _round(v) for k, v in self.stages_ms.items()}
         if self.rgb_to_mask_p50_ms is not None:

@@ -352,14 +352,17 @@ def test_zoom_out_shrinks_image_and_mask_together():
     rgb[:, :, 0] = np.arange(80, dtype=np.uint8)  # a horizontal ramp: the repeated border keeps the edges
     mask = np.zeros((100, 80), bool)
     mask[20:80, 20:60] = True
-    image, target = scale.zoom_out(rgb, mask, 0.5)
+    image, target = scale.C.zoom_out(rgb, mask, 0.5)
     assert image.shape == rgb.shape and target.shape == mask.shape
     assert target.sum() == pytest.approx(mask.sum() * 0.25, rel=0.05)
     ys, xs = np.nonzero(target)
     assert (ys.min() + ys.max()) / 2 == pytest.approx(49.5, abs=1.5)  # centred
     assert image[50, 0, 0] <= 1 and image[50, -1, 0] >= 77  # edge pixels repeated, no black frame
-    same_image, same_mask = scale.zoom_out(rgb, mask, 1.0)
+    same_image, same_mask = scale.C.zoom_out(rgb, mask, 1.0)
     assert same_image is rgb and same_mask is mask
+    plain, plain_target = scale.C.zoom_out(rgb, mask, 0.5, border="plain")  # benchmarks/roi.py's canvas
+    assert np.array_equal(plain_target, target)
+    assert (plain[50, 0] == scale.C.PLAIN_GREY).all() and (plain[50, -1] == scale.C.PLAIN_GREY).all()
 
 
 def test_scale_robustness_end_to_end_on_synthetic_faces(tmp_path, monkeypatch):
