@@ -222,9 +222,6 @@ class RegionStage:
                  for _, (x0, y0, x1, y1) in heads[: 3 * cfg.max_people]]
         return merge_boxes(boxes)[: cfg.max_people]
 
-    def boxes_from(self, seg: Segmentation) -> list[Box]:
-        return self.locate(seg)
-
     # -- one frame ------------------------------------------------------------------------------
 
     def segment(self, rgb: np.ndarray) -> Segmentation:

@@ -591,3 +591,31 @@ def test_train_without_the_train_extra_says_what_to_install(tmp_path):
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "hairseg-edge[train]" in lines[0], proc.stderr
+
+
+def test_crops_augmentation_takes_detail_away_but_not_the_mask():
+    """--augment crops is light plus 30% of photos shrunk to 0.25-0.6x and enlarged back: those lose
+    fine detail (the high-frequency energy drops) while the mask is the one light gives; a preset with
+    reenlarge_prob 0 draws nothing for it (light's random streams are unchanged)."""
+    import cv2
+
+    from hairseg_edge.synth import render_sample
+    from hairseg_edge.training.pipeline import AUGMENT_PRESETS, augment
+
+    rgb, mask = render_sample(np.random.default_rng(0), 128, 128)
+    no_photometric = dataclasses.replace(AUGMENT_PRESETS["light"], color_jitter=0.0, hue_shift_deg=0.0,
+                                         gray_prob=0.0, blur_prob=0.0, noise_prob=0.0, jpeg_prob=0.0)
+    always = dataclasses.replace(no_photometric, reenlarge_prob=1.0)
+
+    def detail(img):
+        return float(np.abs(cv2.Laplacian(cv2.cvtColor(img, cv2.COLOR_RGB2GRAY), cv2.CV_32F)).mean())
+
+    softer = 0
+    for k in range(20):
+        plain_img, plain_mask = augment(rgb, mask, np.random.default_rng([3, k]), no_photometric)
+        img, m = augment(rgb, mask, np.random.default_rng([3, k]), always)
+        np.testing.assert_array_equal(m, plain_mask)
+        softer += detail(img) < 0.8 * detail(plain_img)
+    assert softer >= 18
+    crops = AUGMENT_PRESETS["crops"]
+    assert crops.reenlarge_prob == 0.3 and dataclasses.replace(crops, reenlarge_prob=0.0) == AUGMENT_PRESETS["light"]

@@ -73,7 +73,8 @@ def train(
         "--img-size): fine-tune. A tier name (default, large) = its bundled float model.")] = None,
     augment: Annotated[str, typer.Option(
         help="Augmentation strength: full (photos in the wild) | light (a last fine-tuning phase) | "
-        "wide (light, plus heads small in the frame) | "
+        "wide (light, plus heads small in the frame) | crops (light, plus photos shrunk and enlarged "
+        "back: what the region stage feeds the model for a small head) | "
         "settle (mirroring only: a final phase on the photos as the contract prepares them) | none.")
     ] = "full",
     keep: Annotated[str, typer.Option(
