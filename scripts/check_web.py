@@ -311,8 +311,9 @@ def run_masks(photos: Sequence[Path], folder: Path) -> dict[Path, np.ndarray]:
         link = inputs / f"{index:02d}-{photo.name}"
         link.symlink_to(photo.resolve())
         names[photo] = link.stem
-    done = subprocess.run([sys.executable, "-m", "hairseg_edge", "run", str(inputs), "--out", str(out)],
-                          capture_output=True, text=True, check=False)
+    # The page runs the model once on the whole frame: compare with run's single pass (--roi off).
+    done = subprocess.run([sys.executable, "-m", "hairseg_edge", "run", str(inputs), "--roi", "off",
+                           "--out", str(out)], capture_output=True, text=True, check=False)
     if done.returncode != 0:
         last = (done.stderr.strip().splitlines() or ["no message"])[-1]
         raise CheckFailed(f"web: hairseg-edge run failed (exit {done.returncode}): {last}")

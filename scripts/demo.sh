@@ -3,13 +3,13 @@
 #   1. re-export the bundled float model to float32 + int8, proving int8 against the float original
 #   2. bench float32 vs int8 side by side (each in its own process, one thread)
 #   3. segment examples/astronaut.png: mask, overlay, soft matte and a recoloured version
-#   4. the same photo shrunk to 0.4x on a grey canvas (a small head): one pass vs the region stage
+#      then the same photo shrunk to 0.4x on a grey canvas (a small head): one pass vs the region stage
 set -eu
 OUT="${OUT:-demo-out}"
 PHOTO="${PHOTO:-examples/astronaut.png}"
 mkdir -p "$OUT"
 
-echo "== 1/4  export the bundled float model to int8, with the accuracy gate"
+echo "== 1/3  export the bundled float model to int8, with the accuracy gate"
 set +e
 if [ -n "${HAIRSEG_DATA:-}" ]; then
     echo "calibrating on the training split and checking on the validation split of $HAIRSEG_DATA"
@@ -36,13 +36,13 @@ elif [ "$rc" -ne 0 ]; then
     exit "$rc"
 fi
 
-echo "== 2/4  bench float32 vs int8 (one thread, each model in its own process)"
+echo "== 2/3  bench float32 vs int8 (one thread, each model in its own process)"
 hairseg-edge bench "$OUT/export/hairseg_float-float32.tflite" "$INT8" --threads 1 --runs 200 \
     --json "$OUT/bench.json" --force
 
-echo "== 3/4  segment and recolour $PHOTO"
+echo "== 3/3  segment and recolour $PHOTO"
 hairseg-edge run "$PHOTO" --out "$OUT/run" --overlay --soft --recolor auburn --force
-echo "== 4/4  a small head: $PHOTO at 0.4x on a grey canvas, one pass (--roi off) vs the region stage"
+echo "-- and a small head: $PHOTO at 0.4x on a grey canvas, --roi off vs --roi auto"
 python - "$PHOTO" "$OUT/small-head.png" <<'PY'
 import sys
 import cv2
