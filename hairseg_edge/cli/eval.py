@@ -107,7 +107,7 @@ def eval_command(
                            "twice the inference time.")] = False,
     roi: Annotated[str, typer.Option("--roi", help=ROI_HELP + " Applies to --reference too.")] = "auto",
     max_people: Annotated[Optional[int], typer.Option(
-        "--max-people", help=MAX_PEOPLE_HELP, show_default=False)] = None,
+        "--max-people", help=MAX_PEOPLE_HELP, show_default=False, callback=bounded(1, 32))] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing --json file.")] = False,
 ) -> None:
     """Score a model on a data set (global and mean IoU, F1, precision, recall, accuracy,

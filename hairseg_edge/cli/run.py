@@ -105,7 +105,7 @@ def run_command(
                            "augmentation): a little more accurate, twice the inference time.")] = False,
     roi: Annotated[str, typer.Option("--roi", help=ROI_HELP)] = "auto",
     max_people: Annotated[Optional[int], typer.Option(
-        "--max-people", help=MAX_PEOPLE_HELP, show_default=False)] = None,
+        "--max-people", help=MAX_PEOPLE_HELP, show_default=False, callback=bounded(1, 32))] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite existing outputs.")] = False,
     adapter: Annotated[Optional[str], typer.Option(
         "--adapter",
