@@ -16,7 +16,7 @@ import numpy as np
 
 from hairseg_edge.contract import Contract
 from hairseg_edge.errors import InputError
-from hairseg_edge.runtime import _native_stderr, native_verbose
+from hairseg_edge.runtime import native_stderr, native_verbose
 from hairseg_edge.tflite_meta import embed_contract
 from hairseg_edge.training.keras_compat import keras, tf
 
@@ -59,7 +59,7 @@ def convert(model: keras.Model, spec: VariantSpec, *, io: IOType = IOType.UINT8,
         # notes on fd 2: kept from the user unless `hairseg-edge -v`, but never lost on failure.
         native: list[str] = []
         try:
-            with _native_stderr() as native:
+            with native_stderr() as native:
                 model_bytes = converter.convert()
         except Exception:
             _echo(native, always=True)

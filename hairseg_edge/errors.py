@@ -46,3 +46,8 @@ class UnverifiedModelWarning(UserWarning):
     """A model was accepted as a hair model from its tensor shapes alone (no hairseg metadata, no
     explicit ``--adapter``): a person or selfie segmenter has the same shapes. The CLI prints it as
     one line on stderr (``hairseg-edge: warning: ...``)."""
+
+
+def reason(exc: BaseException) -> str:
+    """The first line of an exception, short enough for a one-line error (a loader's failure)."""
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]

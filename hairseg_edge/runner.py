@@ -447,9 +447,9 @@ class _VideoOutputs:
         (its index only, no decoding) tells; the temporary file is then removed, not renamed.
         """
         yield
-        from .runtime import _native_stderr  # FFmpeg's "moov atom not found" is ours to report
+        from .runtime import native_stderr  # FFmpeg's "moov atom not found" is ours to report
 
-        with _native_stderr():
+        with native_stderr():
             capture = cv2.VideoCapture(str(tmp))
             try:
                 readable = capture.isOpened()

@@ -129,7 +129,7 @@ def native_verbose() -> bool:
 
 
 @contextlib.contextmanager
-def _native_stderr() -> Iterator[list[str]]:
+def native_stderr() -> Iterator[list[str]]:
     """Capture what native code writes to file descriptor 2 while loading a model.
 
     LiteRT logs "Created TensorFlow Lite XNNPACK delegate" on every load, and explains failures
@@ -201,7 +201,7 @@ def load_model(model: str | os.PathLike[str], *, threads: int = 1,
     tflite_meta.check_tflite_bytes(data, path)
     metadata = tflite_meta.read_metadata_bytes(data, path)  # walks the FlatBuffer: catches truncation
     chosen = find_backend(backend)
-    with _native_stderr() as native:
+    with native_stderr() as native:
         try:
             interpreter = chosen.interpreter_class(model_content=data, num_threads=threads)
             _resize_dynamic_batch(interpreter)

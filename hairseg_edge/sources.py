@@ -28,7 +28,7 @@ from .imageio import IMAGE_SUFFIXES, check_frame_size
 
 # FFmpeg says why a file will not open ("moov atom not found") only on file descriptor 2, like
 # LiteRT when a model will not load: the runtime's capture of native stderr serves both.
-from .runtime import _native_stderr
+from .runtime import native_stderr
 
 VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".wmv", ".flv",
                   ".3gp", ".ts", ".mts", ".ogv")
@@ -224,7 +224,7 @@ class VideoStream:
         path = Path(path)
         if not path.is_file():
             raise InputError("no such file", path)
-        with _native_stderr() as native:
+        with native_stderr() as native:
             capture = cv2.VideoCapture(str(path))
             opened = capture.isOpened()
         if not opened:

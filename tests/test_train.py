@@ -512,39 +512,6 @@ def test_kill_9_mid_training_then_resume_loses_no_finished_epoch(tiny_data, tmp_
     assert [row["epoch"] for row in history] == list(range(1, 7))
 
 
-def test_mirrored_strategy_on_two_logical_cpus(tiny_data, tmp_path):
-    """The several-GPU path, run on one machine with two logical CPU devices."""
-    script = textwrap.dedent(f"""
-        import os
-        os.environ["TF_USE_LEGACY_KERAS"] = "1"
-        import tensorflow as tf
-        cpu = tf.config.list_physical_devices("CPU")[0]
-        tf.config.set_logical_device_configuration(
-            cpu, [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()])
-        from hairseg_edge.training.train import TrainOptions, Trainer, select_strategy
-        strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
-        import hairseg_edge.training.train as t
-        t.select_strategy = lambda name: strategy
-        opts = TrainOptions(data=({str(tiny_data)!r},), out={str(tmp_path / 'run')!r}, arch="mobile_unet",
-                            img_size=32, width=0.25, epochs=1, batch=2, strategy="mirrored")
-        events = []
-        result = Trainer(opts, progress=lambda e, i: events.append((e, i))).run()
-        start = [i for e, i in events if e == "start"][0]
-        print("REPLICAS", start["replicas"], "EPOCHS", result.epochs_run)
-    """)
-    proc = subprocess.run([sys.executable, "-c", script], env=_subprocess_env(), capture_output=True,
-                          text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "REPLICAS 2 EPOCHS 1" in proc.stdout
-
-
-def test_strategy_selection_follows_tf_config(monkeypatch):
-    from hairseg_edge.training.train import select_strategy
-
-    monkeypatch.delenv("TF_CONFIG", raising=False)
-    assert select_strategy("auto").num_replicas_in_sync == 1
-
-
 # --- CLI -------------------------------------------------------------------------------------------------
 def test_list_archs_reports_params_and_macs():
     result = CliRunner().invoke(app, ["train", "--list-archs", "--img-size", "64"])

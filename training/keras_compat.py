@@ -16,13 +16,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ star
 # TensorFlow 2.21 logs its start-up through absl on file descriptor 2 whatever TF_CPP_MIN_LOG_LEVEL
 # says (oneDNN, "Could not find cuda drivers"): six lines before every train/export message, even
 # a one-line error. Capture fd 2 during the import, drop that chatter and pass anything else on.
-from hairseg_edge.runtime import _native_stderr, native_verbose  # noqa: E402
+from hairseg_edge.runtime import native_stderr, native_verbose  # noqa: E402
 
 _STARTUP_NOISE = ("All log messages before absl::InitializeLog()", "port.cc", "cudart_stub.cc",
                   "cpu_feature_guard.cc", "To enable the following instructions",
                   "failed call to cuInit")
 
-with _native_stderr() as _startup_lines:
+with native_stderr() as _startup_lines:
     import tensorflow as tf  # noqa: E402
     import tf_keras as keras  # noqa: E402
 

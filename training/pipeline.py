@@ -158,7 +158,8 @@ def prepare_pair(rgb: np.ndarray, mask: np.ndarray, input_size: int) -> tuple[np
 def make_dataset(samples: Sequence[Sample], input_size: int, batch_size: int, *, training: bool,
                  seed: int = 0, augment_options: AugmentOptions | None = None, augmented: bool = True,
                  repeat_weights: Sequence[int] | None = None, drop_remainder: bool | None = None,
-                 shuffle_buffer: int = 4096, initial_epoch: int = 0) -> tf.data.Dataset:
+                 shuffle_buffer: int = 4096, initial_epoch: int = 0,
+                 shard: tuple[int, int] | None = None) -> tf.data.Dataset:
     """A batched, prefetched tf.data pipeline of ``(images [B,S,S,3] float32 0..255, masks [B,S,S,1])``.
 
     ``samples`` are listed, not loaded: each is decoded when the pipeline reaches it. With
@@ -167,6 +168,11 @@ def make_dataset(samples: Sequence[Sample], input_size: int, batch_size: int, *,
     reproducible. A training stream repeats forever: pass ``steps_per_epoch`` to fit().
     ``repeat_weights[i]`` repeats sample i that many times per epoch (oversampling).
     ``augmented=False`` turns augmentation off for a training stream (it still shuffles and repeats).
+
+    ``shard=(workers, index)`` (a multi-worker job): every worker shuffles the same index stream (same
+    seed) and decodes only every ``workers``-th element from ``index`` on, so no photo is read twice
+    and a step's global batch holds the same photos as one worker's would. Give it the *global*
+    ``batch_size``: tf.distribute splits each worker's batches between the replicas of each step.
     """
     if not samples:
         raise InputError("no samples to train or validate on")
@@ -201,6 +207,8 @@ def make_dataset(samples: Sequence[Sample], input_size: int, batch_size: int, *,
         n = len(index)
         ds = tf.data.Dataset.zip((ds, counter)).map(
             lambda i, c: (i, c // n + initial_epoch), num_parallel_calls=tf.data.AUTOTUNE)
+        if shard is not None and shard[0] > 1:  # after the epoch count, before any decoding
+            ds = ds.shard(*shard)
     else:
         ds = ds.map(lambda i: (i, tf.constant(0, tf.int64)))
 
@@ -213,7 +221,11 @@ def make_dataset(samples: Sequence[Sample], input_size: int, batch_size: int, *,
     ds = ds.map(tf_load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=not training)
     ds = ds.batch(batch_size, drop_remainder=training if drop_remainder is None else drop_remainder)
     options = tf.data.Options()
-    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    # Sharded explicitly above (indices, before decoding); otherwise by data: with AUTO, tf.data would
+    # look for files to shard and find none.
+    options.experimental_distribute.auto_shard_policy = (
+        tf.data.experimental.AutoShardPolicy.OFF if shard is not None
+        else tf.data.experimental.AutoShardPolicy.DATA)
     return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
 
 

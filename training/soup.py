@@ -24,11 +24,11 @@ from pathlib import Path
 
 import numpy as np
 
-from hairseg_edge.errors import InputError
+from hairseg_edge.errors import InputError, reason
 from hairseg_edge.imageio import atomic_path, file_sha256, write_text
 
 from .keras_compat import keras
-from .train import MODEL_FILE, STATE_FILE, _reason
+from .train import MODEL_FILE, STATE_FILE
 
 AVERAGE_FILE = "average.json"
 #: A training run's own files: a soup never writes into a training run's folder.
@@ -62,7 +62,7 @@ def _load(path: Path) -> keras.Model:
             warnings.simplefilter("ignore")
             return keras.models.load_model(path, safe_mode=True, compile=False)
     except Exception as exc:  # OSError from h5py, ValueError, zipfile errors, ...
-        raise InputError(f"not a readable Keras model ({_reason(exc)})", path) from None
+        raise InputError(f"not a readable Keras model ({reason(exc)})", path) from None
 
 
 def _layout(model: keras.Model) -> list[tuple[str, tuple[int, ...]]]:

@@ -21,6 +21,8 @@ import dataclasses
 import json
 import math
 import os
+import shutil
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -31,11 +33,13 @@ import numpy as np
 
 from hairseg_edge import contract
 from hairseg_edge.data import Dataset, open_dataset
-from hairseg_edge.errors import InputError
+from hairseg_edge.errors import InputError, reason
 from hairseg_edge.imageio import atomic_path, file_sha256, write_text
 from hairseg_edge.metrics import SegmentationMeter
 
 from . import archs
+from .distribute import (STRATEGIES, ClusterError, cluster_role, is_peer_failure, select_strategy,
+                         use_mixed_precision)
 from .keras_compat import keras, tf
 from .losses import BceDiceLoss
 from .pipeline import (AUGMENT_PRESETS, AugmentOptions, forget_input_errors, make_dataset,
@@ -91,7 +95,7 @@ class TrainOptions:
             raise InputError(f"--limit must be >= 1, got {self.limit}")
         if self.data_weights is not None and len(self.data_weights) != len(self.data):
             raise InputError("--data-weights needs one integer per --data folder")
-        if self.strategy not in ("auto", "default", "mirrored", "multiworker"):
+        if self.strategy not in STRATEGIES:
             raise InputError(f"unknown --strategy {self.strategy!r}")
         if self.mixed_precision not in ("auto", "on", "off"):
             raise InputError(f"unknown --mixed-precision {self.mixed_precision!r}")
@@ -140,25 +144,6 @@ class TrainResult:
     macs: int = 0
     images_per_second: float = 0.0
     stopped_early: bool = False
-
-
-# --- strategy --------------------------------------------------------------------------------------------
-def select_strategy(name: str = "auto") -> tf.distribute.Strategy:
-    """Pick the distribution strategy: TF_CONFIG -> multi-worker, several GPUs -> mirrored, else default."""
-    gpus = tf.config.list_logical_devices("GPU")
-    if name == "multiworker" or (name == "auto" and os.environ.get("TF_CONFIG")):
-        return tf.distribute.MultiWorkerMirroredStrategy()
-    if name == "mirrored" or (name == "auto" and len(gpus) > 1):
-        return tf.distribute.MirroredStrategy()
-    return tf.distribute.get_strategy()
-
-
-def _use_mixed_precision(setting: str) -> bool:
-    if setting == "on":
-        return True
-    if setting == "off":
-        return False
-    return bool(tf.config.list_physical_devices("GPU"))
 
 
 # --- data ------------------------------------------------------------------------------------------------
@@ -277,11 +262,6 @@ def _read_state(out: Path) -> dict[str, Any] | None:
         raise InputError(f"cannot resume: unreadable run state ({exc})", p) from None
 
 
-def _reason(exc: BaseException) -> str:
-    """The first line of a loader's exception, short enough for a one-line error."""
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
-
-
 def init_weights_from(model: keras.Model, path: str | Path) -> None:
     """Copy the weights of the model saved at ``path`` into ``model`` (fine-tuning), or an InputError.
 
@@ -292,7 +272,7 @@ def init_weights_from(model: keras.Model, path: str | Path) -> None:
     try:
         source = keras.models.load_model(path, safe_mode=True, compile=False)
     except Exception as exc:  # OSError from h5py, ValueError, zipfile errors, ...
-        raise InputError(f"--init-from: not a readable Keras model ({_reason(exc)})", path) from None
+        raise InputError(f"--init-from: not a readable Keras model ({reason(exc)})", path) from None
     have = [tuple(w.shape) for w in source.get_weights()]
     want = [tuple(w.shape) for w in model.get_weights()]
     if have != want:
@@ -309,7 +289,7 @@ def _load_checkpoint(path: Path) -> keras.Model:
     try:
         return keras.models.load_model(path, safe_mode=True)
     except Exception as exc:  # OSError from h5py, ValueError, zipfile errors, ...
-        raise InputError(f"cannot resume: damaged checkpoint ({_reason(exc)})", path) from None
+        raise InputError(f"cannot resume: damaged checkpoint ({reason(exc)})", path) from None
 
 
 # --- distillation ---------------------------------------------------------------------------------------
@@ -318,11 +298,11 @@ def load_teacher(path: str | Path, img_size: int) -> keras.Model:
     try:
         teacher = keras.models.load_model(path, compile=False, safe_mode=True)
     except Exception as exc:  # OSError from h5py, ValueError, zipfile errors, ...
-        raise InputError(f"--teacher: cannot load the model ({_reason(exc)})", path) from None
+        raise InputError(f"--teacher: cannot load the model ({reason(exc)})", path) from None
     try:
         probe = teacher(tf.zeros((1, img_size, img_size, 3)), training=False)
     except (ValueError, TypeError) as exc:  # a model built for another input size
-        raise InputError(f"--teacher: does not take a {img_size} px input ({_reason(exc)})", path) from None
+        raise InputError(f"--teacher: does not take a {img_size} px input ({reason(exc)})", path) from None
     if tuple(probe.shape) != (1, img_size, img_size, 1):
         raise InputError(f"--teacher: expected a [1, {img_size}, {img_size}, 1] hair map for a {img_size} px "
                          f"input, got {list(probe.shape)}", path)
@@ -399,7 +379,12 @@ class Trainer:
     def __init__(self, options: TrainOptions, *, resume: bool = False,
                  progress: Callable[[str, dict[str, Any]], None] | None = None):
         self.options = options
-        self.out = Path(options.out)
+        # The run folder (read on --resume by every worker) and where this process writes: the same,
+        # except on a multi-worker job's non-chief workers, which write a private temporary folder.
+        self.run_dir = Path(options.out)
+        self.out = self.run_dir
+        self.role = None
+        self.replicas = 1
         self.resume = resume
         self.progress = progress or (lambda event, info: None)
         self.history: list[dict[str, float]] = []
@@ -416,8 +401,9 @@ class Trainer:
         self.averaged: dict[str, Any] | None = None
 
     def lr_for(self, epoch: int) -> float:
+        """The epoch's rate: --lr times the replicas (linear scaling: the global batch grows with them)."""
         o = self.options
-        return cosine_lr(o.lr, epoch, o.epochs, hold_last=o.average_last)
+        return cosine_lr(o.lr * self.replicas, epoch, o.epochs, hold_last=o.average_last)
 
     @property
     def average_start(self) -> int:
@@ -428,6 +414,25 @@ class Trainer:
     # Where the work happens -------------------------------------------------------------------------
     def run(self) -> TrainResult:
         o = self.options
+        self.role = cluster_role() if o.strategy in ("auto", "multiworker") else None
+        if self.role is not None and not self.role.is_chief:
+            self.out = Path(tempfile.mkdtemp(prefix=f"hairseg-{self.role.task_type}{self.role.index}-"))
+        try:
+            return self._run()
+        except Exception as exc:
+            if self.role is not None and is_peer_failure(exc):
+                raise ClusterError(f"a peer worker was lost ({reason(exc)}); the last completed epoch is "
+                                   f"saved in {self.run_dir}: restart every worker with --resume") from None
+            raise
+        finally:
+            self._remove_private_out()
+
+    def _remove_private_out(self) -> None:
+        if self.out != self.run_dir:
+            shutil.rmtree(self.out, ignore_errors=True)
+
+    def _run(self) -> TrainResult:
+        o = self.options
         self._prepare_out()
         splits = load_splits(o.data, o.limit, o.val_fraction)
         self.splits = splits
@@ -437,12 +442,13 @@ class Trainer:
             train_samples.extend(ds.samples)
             weights.extend([w] * len(ds))
         self.n_train = int(sum(weights))
-        keras.utils.set_random_seed(o.seed)
-
-        if _use_mixed_precision(o.mixed_precision):
-            keras.mixed_precision.set_global_policy("mixed_float16")
+        # First thing that touches TensorFlow's context: a collective strategy cannot come later.
         strategy = select_strategy(o.strategy)
+        keras.utils.set_random_seed(o.seed)
+        if use_mixed_precision(o.mixed_precision):
+            keras.mixed_precision.set_global_policy("mixed_float16")
         replicas = strategy.num_replicas_in_sync
+        self.replicas = replicas
         global_batch = o.batch * replicas
         self.global_batch = global_batch
         steps = steps_per_epoch(self.n_train, global_batch)
@@ -450,11 +456,11 @@ class Trainer:
             steps = min(steps, o.steps_per_epoch)
         self.steps = steps
 
-        state = _read_state(self.out) if self.resume else None
+        state = _read_state(self.run_dir) if self.resume else None
         initial_epoch = 0
         with strategy.scope():
             if state is not None:
-                ckpt = self.out / str(state.get("checkpoint", ""))
+                ckpt = self.run_dir / str(state.get("checkpoint", ""))
                 model = _load_checkpoint(ckpt)
                 initial_epoch = int(state["epoch"]) + 1
                 self.history = state.get("history", [])
@@ -486,7 +492,8 @@ class Trainer:
         preset = AUGMENT_PRESETS[o.augment]
         train_ds = make_dataset(train_samples, o.img_size, o.batch * replicas, training=True, seed=o.seed,
                                 augment_options=preset, augmented=preset is not None,
-                                repeat_weights=weights, initial_epoch=initial_epoch)
+                                repeat_weights=weights, initial_epoch=initial_epoch,
+                                shard=self.role and (self.role.workers, self.role.pipeline_index))
         self.progress("start", {"epochs": o.epochs, "initial_epoch": initial_epoch, "steps": steps,
                                 "train_images": self.n_train, "replicas": replicas,
                                 "val_images": sum(len(v) for v in splits.val),
@@ -578,6 +585,9 @@ class Trainer:
             raise InputError("output folder is not writable", self.out)
         opts_path = self.out / "train_options.json"
         saved: dict[str, Any] = {}  # the options of the run being resumed past its first epoch
+        if self.out != self.run_dir:  # a non-chief worker: the chief owns the run folder
+            self._check_run_folder_as_worker()
+            return
         if self.resume:
             # A run killed before its first epoch was saved has its options but no state: --resume
             # starts it again from epoch 0 in its own folder (a fresh run would refuse the folder).
@@ -606,6 +616,17 @@ class Trainer:
                 same = saved.get(key) == record[key] and saved.get(f"{key}_sha256")
                 record[f"{key}_sha256"] = saved[f"{key}_sha256"] if same else file_sha256(record[key])
         write_text(opts_path, json.dumps(record, indent=1), force=True)
+
+    def _check_run_folder_as_worker(self) -> None:
+        """A non-chief worker refuses what the chief will refuse (when it sees the run folder), so it
+        does not wait for a chief that has already stopped."""
+        has_state = (self.run_dir / STATE_FILE).exists()
+        if self.resume and not has_state and not (self.run_dir / "train_options.json").exists():
+            raise InputError("nothing to resume: no state.json in the run folder (--out must be the "
+                             "chief's run folder, on storage every worker reads)", self.run_dir)
+        if not self.resume and (has_state or (self.run_dir / MODEL_FILE).exists()):
+            raise InputError("already holds a training run (use --resume to continue it, or another --out)",
+                             self.run_dir)
 
     def _save_state(self, epoch: int, *, finished: bool) -> None:
         name = f"checkpoint-epoch-{epoch + 1:04d}.keras"
@@ -642,12 +663,12 @@ class Trainer:
             return
         if self._average_window_moved(state):
             return  # the new window lies wholly ahead (a longer run): a fresh average starts there
-        path = self.out / str(name)
+        path = self.run_dir / str(name)
         try:
             with np.load(path) as saved:
                 self.average = [saved[f"arr_{k}"] for k in range(len(saved.files))]
         except (OSError, ValueError) as exc:
-            raise InputError(f"cannot resume: unreadable weight average ({_reason(exc)})", path) from None
+            raise InputError(f"cannot resume: unreadable weight average ({reason(exc)})", path) from None
         self.average_count = count
         self.averaged = state.get("averaged")
 
@@ -674,7 +695,7 @@ class Trainer:
 
     def _result(self, stopped_early: bool) -> TrainResult:
         kept_epoch, kept_iou = self._kept()
-        return TrainResult(out=self.out, model_path=self.out / MODEL_FILE,
+        return TrainResult(out=self.run_dir, model_path=self.run_dir / MODEL_FILE,
                            epochs_run=len(self.history), best_epoch=self.best_epoch,
                            best_val_iou=self.best_iou, kept_epoch=kept_epoch,
                            kept_val_iou=kept_iou, averaged=self.averaged, history=self.history, params=self.params,
