@@ -33,6 +33,7 @@ def _env(**extra: str) -> dict[str, str]:
     env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")])
     env["TF_CPP_MIN_LOG_LEVEL"] = "3"
     env.pop("TF_CONFIG", None)
+    env["COLUMNS"] = "200"  # rich wraps lines at the terminal width
     env.update(extra)
     return env
 
