@@ -21,8 +21,10 @@ against the label.
     python benchmarks/loss_targets.py train {lovasz,soft} -- TRAIN ARGS (as for hairseg-edge train)
     python benchmarks/loss_targets.py evaluate NAME=MODEL.keras [...] [--force]   # export + score, int8
 
-``train`` runs ``hairseg-edge train`` in this process with the variant patched in: these are experiments,
-not options of the product (neither paid; see benchmarks/README.md). ``evaluate`` exports each model to
+``train`` registers the variant (a loss in ``training.losses.LOSSES``, a target mode in
+``training.pipeline.TARGET_MODES``) and runs ``hairseg-edge train`` in this process with the hidden
+``--loss`` / ``--targets`` naming it; nothing of the product is patched. These are experiments, not options
+of the product (neither paid; see benchmarks/README.md). ``evaluate`` exports each model to
 int8 with the ship script's calibration and scores it as the ship script does (the three validation
 splits, the regression subset) and on 200 faces shrunk to 0.6x / 0.4x. Both write into
 ``benchmarks/results/loss_targets.{json,md}``, keeping the entries they do not measure; replacing an
@@ -78,10 +80,10 @@ def ceiling(data: Path, ids_file: Path = VAL_IDS) -> dict[str, float]:
 
 
 # --- the two variants ------------------------------------------------------------------------------------
-def patch_lovasz() -> None:
-    """Make the training loop's loss BCE + batch-global Lovasz hinge on the hair probability."""
-    import hairseg_edge.training.train as train
+def register_lovasz() -> list[str]:
+    """Register ``bce_lovasz``: BCE + batch-global Lovasz hinge on the hair probability."""
     from hairseg_edge.training.keras_compat import keras, tf
+    from hairseg_edge.training.losses import register_loss
 
     def lovasz(y_true, prob):
         truth = tf.reshape(y_true, [-1])
@@ -101,11 +103,13 @@ def patch_lovasz() -> None:
             bce = tf.reduce_mean(keras.backend.binary_crossentropy(y_true, y_pred), axis=[1, 2, 3])
             return bce + lovasz(y_true, y_pred)  # a scalar: the per-photo BCE's mean is unchanged
 
-    train.BceDiceLoss = lambda dice_weight=1.0: BceLovaszLoss(name="bce_lovasz")
+    register_loss("bce_lovasz", lambda dice_weight=1.0: BceLovaszLoss(name="bce_lovasz"))
+    return ["--loss", "bce_lovasz"]
 
 
-def patch_soft_targets() -> None:
-    """Make every target pixel the share of its area that is hair (the random streams stay the same)."""
+def register_soft_targets() -> list[str]:
+    """Register the ``area`` target mode: every target pixel the share of its area that is hair (the
+    random streams stay the same)."""
     import hairseg_edge.training.pipeline as pipeline
     from hairseg_edge import contract
 
@@ -119,26 +123,19 @@ def patch_soft_targets() -> None:
         canvas[box.top:box.top + box.new_h, box.left:box.left + box.new_w] = np.clip(share, 0.0, 1.0)
         return canvas
 
-    class AreaMaskResize:
-        """``cv2`` as the pipeline sees it, but a label shrunk by nearest sampling is area-averaged."""
+    def area_shrink(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+        """The camera-style resize's label: area-averaged, not sampled at pixel centres."""
+        return cv2.resize((mask > 0).astype(np.float32), size, interpolation=cv2.INTER_AREA)
 
-        def __getattr__(self, name: str) -> Any:
-            return getattr(cv2, name)
-
-        def resize(self, src, dsize, interpolation=cv2.INTER_LINEAR, **kw):
-            if interpolation == cv2.INTER_NEAREST_EXACT and src.ndim == 2 and src.dtype == np.uint8:
-                return cv2.resize((src > 0).astype(np.float32), dsize, interpolation=cv2.INTER_AREA)
-            return cv2.resize(src, dsize, interpolation=interpolation, **kw)
-
-    contract.letterbox_mask = soft_letterbox_mask
-    pipeline.cv2 = AreaMaskResize()
+    pipeline.register_target_mode("area", pipeline.TargetMode(letterbox=soft_letterbox_mask, shrink=area_shrink))
     edge = np.zeros((EVAL_SIZE, EVAL_SIZE), np.uint8)
     edge[:, :101] = 1  # an edge that falls inside a 224 px target pixel
-    target = pipeline.prepare_pair(np.zeros((EVAL_SIZE, EVAL_SIZE, 3), np.uint8), edge, MODEL_SIZE)[1]
+    target = pipeline.prepare_pair(np.zeros((EVAL_SIZE, EVAL_SIZE, 3), np.uint8), edge, MODEL_SIZE, "area")[1]
     assert 0.0 < target[0, 88, 0] < 1.0, "the soft targets did not take"
+    return ["--targets", "area"]
 
 
-VARIANTS = {"lovasz": patch_lovasz, "soft": patch_soft_targets}
+VARIANTS = {"lovasz": register_lovasz, "soft": register_soft_targets}
 
 
 # --- evaluation ------------------------------------------------------------------------------------------
@@ -208,10 +205,10 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument("--force", action="store_true", help="Replace earlier entries of the same names.")
     a = p.parse_args(argv)
     if a.what == "train":
-        VARIANTS[a.variant]()
+        variant_args = VARIANTS[a.variant]()
         from hairseg_edge.cli import main as cli
 
-        sys.argv = ["hairseg-edge", "train", *[x for x in a.train_args if x != "--"]]
+        sys.argv = ["hairseg-edge", "train", *[x for x in a.train_args if x != "--"], *variant_args]
         return cli()
     try:
         result = C.read_json(OUT_JSON) if OUT_JSON.is_file() else {}

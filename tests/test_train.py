@@ -630,3 +630,46 @@ def test_mixed_precision_on_trains_in_float16_and_saves_float32(tiny_data, tmp_p
     assert all(layer.compute_dtype == "float32" for layer in saved.layers if layer.weights)
     probability = saved(np.zeros((1, 32, 32, 3), np.float32), training=False)
     assert probability.dtype == "float32"
+
+
+def test_losses_and_target_modes_are_chosen_by_registered_name(tiny_data, tmp_path):
+    """The seams a study uses instead of patching: a registered loss trains, a registered target mode
+    shapes the targets, the default stays the contract's letterbox, and unknown names are one line."""
+    from hairseg_edge import contract
+    from hairseg_edge.errors import InputError
+    from hairseg_edge.training import losses, pipeline
+    from hairseg_edge.training.keras_compat import keras
+    from hairseg_edge.training.train import TrainOptions, Trainer
+
+    mask = np.zeros((50, 70), np.uint8)
+    mask[10:30, 5:41] = 1
+    image = np.zeros((50, 70, 3), np.uint8)
+    assert np.array_equal(pipeline.prepare_pair(image, mask, 32)[1][..., 0], contract.letterbox_mask(mask, 32))
+    pipeline.register_target_mode("inverted", pipeline.TargetMode(
+        letterbox=lambda m, size: 1.0 - contract.letterbox_mask(m, size), shrink=pipeline.TARGET_MODES[
+            "nearest"].shrink))
+    calls = []
+
+    def bce_only(dice_weight: float) -> keras.losses.Loss:
+        calls.append(dice_weight)
+        return keras.losses.BinaryCrossentropy()
+
+    losses.register_loss("bce_only_for_test", bce_only)
+    try:
+        inverted = pipeline.prepare_pair(image, mask, 32, "inverted")[1][..., 0]
+        assert np.array_equal(inverted, 1.0 - contract.letterbox_mask(mask, 32))
+        options = TrainOptions(data=(str(tiny_data),), out=str(tmp_path / "run"), arch="mobile_unet",
+                               img_size=32, width=0.25, epochs=1, batch=4, steps_per_epoch=2,
+                               loss="bce_only_for_test", targets="inverted", dice_weight=0.5)
+        trainer = Trainer(options)
+        trainer.run()
+        assert calls == [0.5] and isinstance(trainer.model.loss, keras.losses.BinaryCrossentropy)
+        recorded = json.loads((tmp_path / "run" / "train_options.json").read_text())
+        assert recorded["loss"] == "bce_only_for_test" and recorded["targets"] == "inverted"
+    finally:
+        losses.LOSSES.pop("bce_only_for_test")
+        pipeline.TARGET_MODES.pop("inverted")
+    with pytest.raises(InputError, match="unknown loss 'nope'; choose from bce_dice"):
+        TrainOptions(data=(str(tiny_data),), loss="nope")
+    with pytest.raises(InputError, match="unknown target mode"):
+        TrainOptions(data=(str(tiny_data),), targets="nope")

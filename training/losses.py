@@ -6,6 +6,8 @@ Dice optimises the overlap directly and does not drown thin hair strands in back
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from .keras_compat import keras, tf
 
 
@@ -31,3 +33,22 @@ class BceDiceLoss(keras.losses.Loss):
 
 def bce_dice(dice_weight: float = 1.0) -> BceDiceLoss:
     return BceDiceLoss(dice_weight=dice_weight)
+
+
+#: Losses a run can train with, by name (``TrainOptions.loss``): a factory taking ``--dice-weight``.
+#: Studies add theirs with :func:`register_loss` (benchmarks/loss_targets.py adds ``bce_lovasz``).
+LOSSES: dict[str, Callable[[float], keras.losses.Loss]] = {"bce_dice": bce_dice}
+DEFAULT_LOSS = "bce_dice"
+
+
+def register_loss(name: str, factory: Callable[[float], keras.losses.Loss]) -> None:
+    """Make ``factory(dice_weight)`` the loss named ``name`` (a Keras-serialisable loss, so checkpoints
+    of a run with it load back once it is registered again)."""
+    LOSSES[name] = factory
+
+
+def make_loss(name: str, dice_weight: float = 1.0) -> keras.losses.Loss:
+    """The registered loss ``name``; ValueError naming the choices when there is none."""
+    if name not in LOSSES:
+        raise ValueError(f"unknown loss {name!r}; choose from {', '.join(sorted(LOSSES))}")
+    return LOSSES[name](dice_weight)

@@ -10,7 +10,7 @@ scales with cores.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 import cv2
@@ -81,9 +81,47 @@ AUGMENT_PRESETS: dict[str, AugmentOptions | None] = {
 }
 
 
+@dataclass(frozen=True)
+class TargetMode:
+    """How a label mask becomes a training target (``TrainOptions.targets``).
+
+    ``letterbox(mask, size)``: the photo-sized mask -> the ``size x size`` float32 target, letterboxed
+    as :mod:`hairseg_edge.contract` letterboxes the image. ``shrink(mask, (w, h))``: the mask of a photo
+    that augmentation resizes to the model's size itself (the camera-style resize), before the letterbox.
+    """
+
+    letterbox: Callable[[np.ndarray, int], np.ndarray]
+    shrink: Callable[[np.ndarray, tuple[int, int]], np.ndarray]
+
+
+def _nearest_shrink(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    return cv2.resize(mask, size, interpolation=cv2.INTER_NEAREST_EXACT)
+
+
+#: Target modes by name. ``nearest``: each target pixel says whether its centre is hair (the
+#: contract's :func:`~hairseg_edge.contract.letterbox_mask`). Studies add theirs with
+#: :func:`register_target_mode` (benchmarks/loss_targets.py adds ``area``, the share of hair per pixel).
+TARGET_MODES: dict[str, TargetMode] = {
+    "nearest": TargetMode(letterbox=lambda mask, size: contract.letterbox_mask(mask, size),
+                          shrink=_nearest_shrink),
+}
+DEFAULT_TARGETS = "nearest"
+
+
+def register_target_mode(name: str, mode: TargetMode) -> None:
+    TARGET_MODES[name] = mode
+
+
+def target_mode(name: str) -> TargetMode:
+    """The registered target mode ``name``; ValueError naming the choices when there is none."""
+    if name not in TARGET_MODES:
+        raise ValueError(f"unknown target mode {name!r}; choose from {', '.join(sorted(TARGET_MODES))}")
+    return TARGET_MODES[name]
+
+
 def augment(rgb: np.ndarray, mask: np.ndarray, rng: np.random.Generator,
-            opts: AugmentOptions = AugmentOptions(), input_size: int | None = None
-            ) -> tuple[np.ndarray, np.ndarray]:
+            opts: AugmentOptions = AugmentOptions(), input_size: int | None = None,
+            targets: str = DEFAULT_TARGETS) -> tuple[np.ndarray, np.ndarray]:
     """Geometric + photometric augmentation of one (RGB uint8, mask {0,1}) pair at its own size.
 
     With ``input_size``, a share of samples (``raw_resize_prob``) comes back already scaled so its
@@ -144,14 +182,15 @@ def augment(rgb: np.ndarray, mask: np.ndarray, rng: np.random.Generator,
         box = contract.letterbox_geometry(h, w, input_size)
         interp = cv2.INTER_NEAREST if rng.random() < 0.5 else cv2.INTER_LINEAR
         img = cv2.resize(img, (box.new_w, box.new_h), interpolation=interp)
-        mask = cv2.resize(mask, (box.new_w, box.new_h), interpolation=cv2.INTER_NEAREST_EXACT)
+        mask = target_mode(targets).shrink(mask, (box.new_w, box.new_h))
     return np.ascontiguousarray(img), mask
 
 
-def prepare_pair(rgb: np.ndarray, mask: np.ndarray, input_size: int) -> tuple[np.ndarray, np.ndarray]:
+def prepare_pair(rgb: np.ndarray, mask: np.ndarray, input_size: int, targets: str = DEFAULT_TARGETS
+                 ) -> tuple[np.ndarray, np.ndarray]:
     """The contract's letterbox, applied to an image and its mask: float32 model input and target."""
     image, _ = contract.letterbox_image(rgb, input_size)
-    target = contract.letterbox_mask(mask, input_size)
+    target = target_mode(targets).letterbox(mask, input_size)
     return image.astype(np.float32), target[..., None]
 
 
@@ -159,7 +198,7 @@ def make_dataset(samples: Sequence[Sample], input_size: int, batch_size: int, *,
                  seed: int = 0, augment_options: AugmentOptions | None = None, augmented: bool = True,
                  repeat_weights: Sequence[int] | None = None, drop_remainder: bool | None = None,
                  shuffle_buffer: int = 4096, initial_epoch: int = 0,
-                 shard: tuple[int, int] | None = None) -> tf.data.Dataset:
+                 shard: tuple[int, int] | None = None, targets: str = DEFAULT_TARGETS) -> tf.data.Dataset:
     """A batched, prefetched tf.data pipeline of ``(images [B,S,S,3] float32 0..255, masks [B,S,S,1])``.
 
     ``samples`` are listed, not loaded: each is decoded when the pipeline reaches it. With
@@ -181,6 +220,7 @@ def make_dataset(samples: Sequence[Sample], input_size: int, batch_size: int, *,
     if repeat_weights is not None:
         index = np.repeat(index, np.asarray(repeat_weights, dtype=np.int64))
     aug = augment_options or AugmentOptions()
+    target_mode(targets)  # an unknown name fails here, not inside the pipeline
 
     def load(i: np.int64, epoch_seed: np.int64) -> tuple[np.ndarray, np.ndarray]:
         sample = samples[int(i)]
@@ -193,8 +233,8 @@ def make_dataset(samples: Sequence[Sample], input_size: int, batch_size: int, *,
             raise
         if training and augmented:
             rng = np.random.default_rng([seed, int(epoch_seed), int(i)])
-            rgb, mask = augment(rgb, mask, rng, aug, input_size)
-        return prepare_pair(rgb, mask, input_size)
+            rgb, mask = augment(rgb, mask, rng, aug, input_size, targets)
+        return prepare_pair(rgb, mask, input_size, targets)
 
     ds = tf.data.Dataset.from_tensor_slices(index)
     if training:

@@ -41,9 +41,9 @@ from . import archs
 from .distribute import (STRATEGIES, ClusterError, cluster_role, is_peer_failure, select_strategy,
                          use_mixed_precision)
 from .keras_compat import keras, tf
-from .losses import BceDiceLoss
-from .pipeline import (AUGMENT_PRESETS, AugmentOptions, forget_input_errors, make_dataset,
-                       reraise_input_error, steps_per_epoch)
+from .losses import DEFAULT_LOSS, LOSSES, make_loss
+from .pipeline import (AUGMENT_PRESETS, DEFAULT_TARGETS, TARGET_MODES, AugmentOptions, forget_input_errors,
+                       make_dataset, reraise_input_error, steps_per_epoch)
 
 STATE_FILE = "state.json"
 MODEL_FILE = "model.keras"
@@ -75,6 +75,8 @@ class TrainOptions:
     average_last: int = 0  # > 0: model.keras is the average of the last N epochs' weights (SWA)
     teacher: str | None = None  # a .keras hair model whose outputs are mixed into the targets
     distill_weight: float = 0.5  # with a teacher: target = (1 - w) * mask + w * teacher's probability
+    loss: str = DEFAULT_LOSS  # a name in losses.LOSSES
+    targets: str = DEFAULT_TARGETS  # a name in pipeline.TARGET_MODES: how masks become training targets
 
     def __post_init__(self) -> None:
         if not self.data:
@@ -109,6 +111,11 @@ class TrainOptions:
             raise InputError("--init-from: no such model file", self.init_from)
         if self.teacher is not None and not Path(self.teacher).is_file():
             raise InputError("--teacher: no such model file", self.teacher)
+        if self.loss not in LOSSES:
+            raise InputError(f"unknown loss {self.loss!r}; choose from {', '.join(sorted(LOSSES))}")
+        if self.targets not in TARGET_MODES:
+            raise InputError(f"unknown target mode {self.targets!r}; choose from "
+                             f"{', '.join(sorted(TARGET_MODES))}")
         if not 0.0 < self.distill_weight <= 1.0:
             raise InputError(f"--distill-weight must be in (0, 1], got {self.distill_weight}")
 
@@ -473,7 +480,7 @@ class Trainer:
                 if o.init_from:
                     init_weights_from(model, o.init_from)
                 optimizer = keras.optimizers.AdamW(learning_rate=o.lr, weight_decay=o.weight_decay)
-                model.compile(optimizer=optimizer, loss=BceDiceLoss(dice_weight=o.dice_weight))
+                model.compile(optimizer=optimizer, loss=make_loss(o.loss, o.dice_weight))
             if o.teacher:
                 distil_into(model, load_teacher(o.teacher, o.img_size), o.distill_weight)
         self.model = model
@@ -493,7 +500,8 @@ class Trainer:
         train_ds = make_dataset(train_samples, o.img_size, o.batch * replicas, training=True, seed=o.seed,
                                 augment_options=preset, augmented=preset is not None,
                                 repeat_weights=weights, initial_epoch=initial_epoch,
-                                shard=self.role and (self.role.workers, self.role.pipeline_index))
+                                shard=self.role and (self.role.workers, self.role.pipeline_index),
+                                targets=o.targets)
         self.progress("start", {"epochs": o.epochs, "initial_epoch": initial_epoch, "steps": steps,
                                 "train_images": self.n_train, "replicas": replicas,
                                 "val_images": sum(len(v) for v in splits.val),

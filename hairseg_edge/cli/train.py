@@ -91,6 +91,11 @@ def train(
     distill_weight: Annotated[float, typer.Option(
         "--distill-weight", help="With --teacher: target = (1 - w) * mask + w * teacher.",
         callback=bounded(0.0, 1.0))] = 0.5,
+    loss: Annotated[str, typer.Option(
+        hidden=True, help="A loss registered in training.losses.LOSSES (studies register their own).")
+    ] = "bce_dice",
+    targets: Annotated[str, typer.Option(
+        hidden=True, help="A target mode registered in training.pipeline.TARGET_MODES.")] = "nearest",
     list_archs: Annotated[bool, typer.Option(
         "--list-archs", help="List architectures with parameters and MACs at --img-size, then exit.")] = False,
 ) -> None:
@@ -109,7 +114,8 @@ def train(
         epochs=epochs, batch=batch, limit=limit, lr=lr, patience=patience, seed=seed,
         data_weights=_parse_weights(data_weights), strategy=strategy, mixed_precision=mixed_precision,
         steps_per_epoch=steps_per_epoch, init_from=bundled_or_path(init_from), augment=augment,
-        keep=keep, average_last=average_last, teacher=bundled_or_path(teacher), distill_weight=distill_weight)
+        keep=keep, average_last=average_last, teacher=bundled_or_path(teacher), distill_weight=distill_weight,
+        loss=loss, targets=targets)
     with _TrainProgress() as progress:
         result = run_training(options, resume=resume, progress=progress)
     console.print(
