@@ -29,7 +29,7 @@ from pathlib import Path
 import _common as C  # benchmarks/ is on sys.path when this script runs
 import numpy as np
 
-WAYS = ("1 process", "2 workers (localhost)", "mirrored, 2 logical CPUs")
+WAYS = ("1 process", "2 workers (localhost)", "mirrored, 2 logical CPUs", "1 process, again")
 
 
 def _free_ports(n: int) -> list[int]:
@@ -66,7 +66,7 @@ def run_way(way: str, a: argparse.Namespace, work: Path) -> dict:
     log = work / f"{C.slug(way)}.log"
     g = a.global_batch
     started = time.monotonic()
-    if way == WAYS[0]:
+    if way in (WAYS[0], WAYS[3]):
         C.run_child([sys.executable, *_train_args(a, out, g, 2 * a.lr)], log, what=way)
     elif way == WAYS[2]:
         C.run_child([sys.executable, *_train_args(a, out, g // 2, a.lr), "--strategy", "mirrored"], log,
@@ -107,8 +107,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--width", type=float, default=0.35)
     p.add_argument("--global-batch", type=int, default=16)
     p.add_argument("--lr", type=float, default=1.5e-3, help="--lr of a two-replica run (x2 for one)")
-    p.add_argument("--tolerance", type=float, default=0.05,
-                   help="largest relative L2 difference of the weight *updates* between two ways")
+    p.add_argument("--tolerance", type=float, default=1.5,
+                   help="largest difference between two ways, as a multiple of the difference between two "
+                        "identical one-process runs (the run-to-run noise)")
     p.add_argument("--out", type=Path, default=C.RESULTS_DIR)
     a = p.parse_args(argv)
 
@@ -130,14 +131,14 @@ def main(argv: list[str] | None = None) -> int:
     flats = [np.concatenate([w.ravel() for w in ws]) for ws in trained]
     update_norm = float(np.linalg.norm(flats[0] - flat_start))
     pairs = []
-    for i in range(3):
-        for j in range(i + 1, 3):
-            d = flats[i] - flats[j]
-            pairs.append({"a": WAYS[i], "b": WAYS[j], "max_abs": float(np.max(np.abs(d))),
-                          "relative_to_update": float(np.linalg.norm(d) / max(update_norm, 1e-12))})
-    agree = all(pr["relative_to_update"] <= a.tolerance for pr in pairs)
+    for i, j in ((0, 3), (0, 1), (0, 2), (1, 2)):
+        d = flats[i] - flats[j]
+        pairs.append({"a": WAYS[i], "b": WAYS[j], "max_abs": float(np.max(np.abs(d))),
+                      "relative_to_update": float(np.linalg.norm(d) / max(update_norm, 1e-12))})
+    noise = pairs[0]["relative_to_update"]
+    agree = all(pr["relative_to_update"] <= a.tolerance * max(noise, 1e-6) for pr in pairs[1:])
     result = {"machine": C.machine_info(), "command": C.command_line(__file__, argv), "rows": rows,
-              "pairs": pairs, "update_norm": update_norm, "tolerance": a.tolerance, "agree": agree,
+              "pairs": pairs, "noise_floor": noise, "update_norm": update_norm, "tolerance": a.tolerance, "agree": agree,
               "settings": {"data": [str(d) for d in a.data], "limit": a.limit, "arch": a.arch,
                            "img_size": a.img_size, "width": a.width, "global_batch": a.global_batch}}
     about = (f"One epoch, seed 1234, global batch {a.global_batch}, {a.arch} width {a.width} at {a.img_size} px, "
@@ -148,7 +149,11 @@ def main(argv: list[str] | None = None) -> int:
              "keeps up and the gradient all-reduce (4 bytes per parameter per step) is small next to a "
              "step (docs/distributed.md).\n\nAgreement of the weights after the epoch: the norm of the "
              "difference between two ways, relative to the norm of the update one process made from the "
-             f"common start ({update_norm:.4g}); tolerance {a.tolerance}. "
+             f"common start ({update_norm:.4g}). The first row is the noise floor: the same one-process "
+             "run twice differs, since the training pipeline decodes in parallel without a fixed order "
+             "(deterministic=False, for speed), so a batch's photos reach the model in another order "
+             "and float sums round differently; across replicas BatchNorm also normalises each replica's "
+             f"half batch on its own. Tolerance: every other pair within {a.tolerance} x that floor. "
              + ("All pairs agree." if agree else "**Some pair disagrees beyond the tolerance.**") + "\n\n"
              + C.markdown_table(["a", "b", "max |difference|", "difference / update"],
                                 [[pr["a"], pr["b"], f"{pr['max_abs']:.3g}", f"{pr['relative_to_update']:.4f}"]

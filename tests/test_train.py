@@ -373,7 +373,7 @@ def _ramp_teacher(size: int):
 
 def test_soft_targets_mix_the_mask_with_the_mirror_averaged_teacher():
     from hairseg_edge.training.keras_compat import tf
-    from hairseg_edge.training.train import soft_targets
+    from hairseg_edge.training.distill import soft_targets
 
     images = tf.random.uniform((2, 8, 8, 3), 0, 255, seed=1)
     masks = tf.cast(tf.random.uniform((2, 8, 8, 1), seed=2) > 0.5, tf.float32)
@@ -386,7 +386,7 @@ def test_a_distilled_step_trains_on_the_soft_targets(tiny_data):
     from hairseg_edge.training import archs
     from hairseg_edge.training.keras_compat import keras, tf
     from hairseg_edge.training.losses import BceDiceLoss
-    from hairseg_edge.training.train import distil_into, soft_targets
+    from hairseg_edge.training.distill import distil_into, soft_targets
 
     keras.utils.set_random_seed(0)
     student = archs.build_model("fused_unet", 32, 0.25)
@@ -446,7 +446,7 @@ def test_init_from_copies_the_weights_at_another_input_size(tiny_data, tmp_path)
 
     from hairseg_edge.training import archs
     from hairseg_edge.training.keras_compat import keras
-    from hairseg_edge.training.train import init_weights_from
+    from hairseg_edge.training.runfolder import init_weights_from
 
     source = keras.models.load_model(first / "model.keras", safe_mode=True, compile=False)
     bigger = archs.build_model("mobile_unet", 64, 0.25)

@@ -28,7 +28,7 @@ from hairseg_edge.errors import InputError, reason
 from hairseg_edge.imageio import atomic_path, file_sha256, write_text
 
 from .keras_compat import keras
-from .train import MODEL_FILE, STATE_FILE
+from .runfolder import MODEL_FILE, STATE_FILE
 
 AVERAGE_FILE = "average.json"
 #: A training run's own files: a soup never writes into a training run's folder.

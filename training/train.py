@@ -17,7 +17,6 @@ mode (BatchNorm moving statistics), the mode the exported model runs in.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import os
@@ -25,7 +24,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,120 +37,15 @@ from hairseg_edge.imageio import atomic_path, file_sha256, write_text
 from hairseg_edge.metrics import SegmentationMeter
 
 from . import archs
-from .distribute import (STRATEGIES, ClusterError, cluster_role, is_peer_failure, select_strategy,
-                         use_mixed_precision)
+from .distribute import ClusterError, cluster_role, is_peer_failure, select_strategy, use_mixed_precision
 from .keras_compat import keras, tf
-from .losses import DEFAULT_LOSS, LOSSES, make_loss
-from .pipeline import (AUGMENT_PRESETS, DEFAULT_TARGETS, TARGET_MODES, AugmentOptions, forget_input_errors,
-                       make_dataset, reraise_input_error, steps_per_epoch)
-
-STATE_FILE = "state.json"
-MODEL_FILE = "model.keras"
-
-
-@dataclass(frozen=True)
-class TrainOptions:
-    data: tuple[str, ...]
-    out: str = "runs/hairseg"
-    arch: str = archs.DEFAULT_ARCH
-    img_size: int = contract.DEFAULT_INPUT_SIZE
-    width: float | None = None
-    epochs: int = 30
-    batch: int = 16
-    limit: int | None = None
-    lr: float = 3e-3
-    weight_decay: float = 1e-5
-    dice_weight: float = 1.0
-    val_fraction: float = 0.1
-    patience: int = 8
-    seed: int = 1234
-    data_weights: tuple[int, ...] | None = None  # per --data folder: repeats per epoch
-    strategy: str = "auto"  # auto | default | mirrored | multiworker
-    mixed_precision: str = "auto"  # auto (on GPU) | on | off
-    steps_per_epoch: int | None = None  # cap (smoke runs); default: one pass over the training set
-    init_from: str | None = None  # a .keras model of the same arch and width to start from (fine-tuning)
-    augment: str = "full"  # a name in pipeline.AUGMENT_PRESETS: full | light | settle | none
-    keep: str = "best"  # which epoch model.keras holds: best (mean validation IoU) | last
-    average_last: int = 0  # > 0: model.keras is the average of the last N epochs' weights (SWA)
-    teacher: str | None = None  # a .keras hair model whose outputs are mixed into the targets
-    distill_weight: float = 0.5  # with a teacher: target = (1 - w) * mask + w * teacher's probability
-    loss: str = DEFAULT_LOSS  # a name in losses.LOSSES
-    targets: str = DEFAULT_TARGETS  # a name in pipeline.TARGET_MODES: how masks become training targets
-
-    def __post_init__(self) -> None:
-        if not self.data:
-            raise InputError("give at least one --data folder")
-        try:
-            archs.get_arch(self.arch)
-        except ValueError as exc:  # names the valid architectures
-            raise InputError(str(exc)) from None
-        if self.width is not None and not 0.05 <= self.width <= 4.0:
-            raise InputError(f"--width must be in [0.05, 4], got {self.width}")
-        if self.epochs < 1:
-            raise InputError(f"--epochs must be >= 1, got {self.epochs}")
-        if self.batch < 1:
-            raise InputError(f"--batch must be >= 1, got {self.batch}")
-        if self.img_size < 32 or self.img_size % 32:
-            raise InputError(f"--img-size must be a multiple of 32 and >= 32, got {self.img_size}")
-        if self.limit is not None and self.limit < 1:
-            raise InputError(f"--limit must be >= 1, got {self.limit}")
-        if self.data_weights is not None and len(self.data_weights) != len(self.data):
-            raise InputError("--data-weights needs one integer per --data folder")
-        if self.strategy not in STRATEGIES:
-            raise InputError(f"unknown --strategy {self.strategy!r}")
-        if self.mixed_precision not in ("auto", "on", "off"):
-            raise InputError(f"unknown --mixed-precision {self.mixed_precision!r}")
-        if self.keep not in ("best", "last"):
-            raise InputError(f"unknown --keep {self.keep!r}; choose best or last")
-        if not 0 <= self.average_last <= self.epochs:
-            raise InputError(f"--average-last must be in [0, --epochs], got {self.average_last}")
-        if self.augment not in AUGMENT_PRESETS:
-            raise InputError(f"unknown --augment {self.augment!r}; choose from {', '.join(AUGMENT_PRESETS)}")
-        if self.init_from is not None and not Path(self.init_from).is_file():
-            raise InputError("--init-from: no such model file", self.init_from)
-        if self.teacher is not None and not Path(self.teacher).is_file():
-            raise InputError("--teacher: no such model file", self.teacher)
-        if self.loss not in LOSSES:
-            raise InputError(f"unknown loss {self.loss!r}; choose from {', '.join(sorted(LOSSES))}")
-        if self.targets not in TARGET_MODES:
-            raise InputError(f"unknown target mode {self.targets!r}; choose from "
-                             f"{', '.join(sorted(TARGET_MODES))}")
-        if not 0.0 < self.distill_weight <= 1.0:
-            raise InputError(f"--distill-weight must be in (0, 1], got {self.distill_weight}")
-
-    def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        d["data"] = list(self.data)
-        if self.data_weights is not None:
-            d["data_weights"] = list(self.data_weights)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> TrainOptions:
-        known = {f.name for f in dataclasses.fields(cls)}
-        kw = {k: v for k, v in d.items() if k in known}
-        kw["data"] = tuple(kw["data"])
-        if kw.get("data_weights") is not None:
-            kw["data_weights"] = tuple(kw["data_weights"])
-        return cls(**kw)
-
-
-@dataclass
-class TrainResult:
-    out: Path
-    model_path: Path
-    epochs_run: int
-    best_epoch: int
-    best_val_iou: float
-    kept_epoch: int = -1  # the epoch model.keras holds: best_epoch, or the last with keep="last"
-    kept_val_iou: float = -1.0
-    averaged: dict[str, Any] | None = None  # with average_last: the epochs averaged and their scores
-    history: list[dict[str, float]] = field(default_factory=list)
-    params: int = 0
-    macs: int = 0
-    images_per_second: float = 0.0
-    stopped_early: bool = False
-
+from .losses import make_loss
+from .distill import distil_into, load_teacher
+from .options import TrainOptions, TrainResult
+from .pipeline import AUGMENT_PRESETS, forget_input_errors, make_dataset, reraise_input_error, steps_per_epoch
+from .reporting import plot_history, write_history
+from .runfolder import (MODEL_FILE, STATE_FILE, init_weights_from, inference_copy, load_checkpoint,
+                        read_state, save_keras_atomic)
 
 # --- data ------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
@@ -192,155 +86,6 @@ def evaluate_keras(model: keras.Model, val_ds: tf.data.Dataset, threshold: float
         for p, t in zip(prob, truth):
             meter.update(contract.binarize(p, threshold), t)
     return meter.result().to_dict()
-
-
-# --- run folder state ------------------------------------------------------------------------------------
-def _save_keras_atomic(model: keras.Model, path: Path) -> None:
-    with atomic_path(path, force=True) as tmp:
-        model.save(tmp)
-
-
-def inference_copy(model: keras.Model, options: TrainOptions,
-                   weights: Sequence[np.ndarray] | None = None) -> keras.Model:
-    """The trained weights (or ``weights``) in a fresh float32, uncompiled model: what export and users
-    load."""
-    policy = keras.mixed_precision.global_policy()
-    keras.mixed_precision.set_global_policy("float32")
-    try:
-        clean = archs.build_model(options.arch, options.img_size, options.width)
-    finally:
-        keras.mixed_precision.set_global_policy(policy)
-    clean.set_weights(model.get_weights() if weights is None else list(weights))
-    return clean
-
-
-def _write_history(out: Path, history: list[dict[str, float]]) -> None:
-    write_text(out / "history.json", json.dumps(history, indent=1), force=True)
-    if history:
-        keys = list(dict.fromkeys(k for row in history for k in row))
-        lines = [",".join(keys)] + [",".join(_fmt(row.get(k)) for k in keys) for row in history]
-        write_text(out / "history.csv", "\n".join(lines) + "\n", force=True)
-
-
-def _fmt(v: Any) -> str:
-    if v is None:
-        return ""
-    if isinstance(v, float):
-        return f"{v:.6g}"
-    return str(v)
-
-
-def plot_history(history: list[dict[str, float]], path: Path) -> None:
-    """Training curves: losses on the left, validation IoU/F1 on the right."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    epochs = [r["epoch"] for r in history]
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
-    ax1.plot(epochs, [r["loss"] for r in history], label="train loss")
-    if any("val_loss" in r for r in history):
-        ax1.plot(epochs, [r.get("val_loss", math.nan) for r in history], label="val loss")
-    ax1.set_xlabel("epoch")
-    ax1.set_ylabel("BCE + Dice")
-    ax1.legend()
-    ax1.grid(alpha=0.3)
-    for key in sorted(k for k in history[-1] if k.startswith("val_iou")):
-        ax2.plot(epochs, [r.get(key, math.nan) for r in history], label=key.replace("val_", ""))
-    ax2.set_xlabel("epoch")
-    ax2.set_ylabel("validation IoU (inference mode)")
-    ax2.legend(fontsize=8)
-    ax2.grid(alpha=0.3)
-    fig.suptitle("hairseg-edge training")
-    fig.tight_layout()
-    with atomic_path(path, force=True) as tmp:
-        fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-
-
-def _read_state(out: Path) -> dict[str, Any] | None:
-    p = out / STATE_FILE
-    if not p.exists():
-        return None
-    try:
-        return json.loads(p.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise InputError(f"cannot resume: unreadable run state ({exc})", p) from None
-
-
-def init_weights_from(model: keras.Model, path: str | Path) -> None:
-    """Copy the weights of the model saved at ``path`` into ``model`` (fine-tuning), or an InputError.
-
-    The weights of every architecture here are independent of the input size (all convolutional), so
-    a model trained at one --img-size can start a run at another; arch and width must match.
-    """
-    path = Path(path)
-    try:
-        source = keras.models.load_model(path, safe_mode=True, compile=False)
-    except Exception as exc:  # OSError from h5py, ValueError, zipfile errors, ...
-        raise InputError(f"--init-from: not a readable Keras model ({reason(exc)})", path) from None
-    have = [tuple(w.shape) for w in source.get_weights()]
-    want = [tuple(w.shape) for w in model.get_weights()]
-    if have != want:
-        detail = (f"{len(have)} weight tensors, the new model has {len(want)}" if len(have) != len(want)
-                  else "first mismatch: " + next(f"{a} vs {b}" for a, b in zip(have, want) if a != b))
-        raise InputError(f"--init-from: its weights do not fit this --arch/--width ({detail})", path)
-    model.set_weights(source.get_weights())
-
-
-def _load_checkpoint(path: Path) -> keras.Model:
-    """The checkpoint state.json names (safe mode: no code), or an InputError naming it."""
-    if not path.is_file():
-        raise InputError("cannot resume: the checkpoint named in state.json is missing", path)
-    try:
-        return keras.models.load_model(path, safe_mode=True)
-    except Exception as exc:  # OSError from h5py, ValueError, zipfile errors, ...
-        raise InputError(f"cannot resume: damaged checkpoint ({reason(exc)})", path) from None
-
-
-# --- distillation ---------------------------------------------------------------------------------------
-def load_teacher(path: str | Path, img_size: int) -> keras.Model:
-    """A trained hair model to distil from, frozen; an InputError naming it when it cannot serve."""
-    try:
-        teacher = keras.models.load_model(path, compile=False, safe_mode=True)
-    except Exception as exc:  # OSError from h5py, ValueError, zipfile errors, ...
-        raise InputError(f"--teacher: cannot load the model ({reason(exc)})", path) from None
-    try:
-        probe = teacher(tf.zeros((1, img_size, img_size, 3)), training=False)
-    except (ValueError, TypeError) as exc:  # a model built for another input size
-        raise InputError(f"--teacher: does not take a {img_size} px input ({reason(exc)})", path) from None
-    if tuple(probe.shape) != (1, img_size, img_size, 1):
-        raise InputError(f"--teacher: expected a [1, {img_size}, {img_size}, 1] hair map for a {img_size} px "
-                         f"input, got {list(probe.shape)}", path)
-    teacher.trainable = False
-    return teacher
-
-
-def soft_targets(teacher: keras.Model, images: tf.Tensor, masks: tf.Tensor, weight: float) -> tf.Tensor:
-    """``(1 - weight) * masks + weight * p``, p the teacher's probability averaged over the image and its
-    mirror image. The mirrored average is a better teacher than one pass (flip test-time augmentation
-    gave the v7 model +0.4 point on CelebAMask-HQ), at a cost the student does not pay at run time."""
-    p = teacher(images, training=False)
-    mirrored = teacher(tf.reverse(images, axis=[2]), training=False)
-    p = 0.5 * (tf.cast(p, tf.float32) + tf.reverse(tf.cast(mirrored, tf.float32), axis=[2]))
-    return (1.0 - weight) * tf.cast(masks, tf.float32) + weight * p
-
-
-def distil_into(model: keras.Model, teacher: keras.Model, weight: float) -> None:
-    """Make ``model.fit`` train on :func:`soft_targets` instead of the masks.
-
-    The teacher runs inside the training step, so on GPUs it runs on each replica's device with its
-    slice of the batch, not in the CPU input pipeline. Only the step changes: the saved model,
-    validation (on the real masks) and export are those of the student alone.
-    """
-    base_step = model.train_step
-
-    def train_step(data):
-        images, masks = data[0], data[1]
-        return base_step((images, soft_targets(teacher, images, masks, weight)))
-
-    model.train_step = train_step
 
 
 # --- the loop --------------------------------------------------------------------------------------------
@@ -463,12 +208,12 @@ class Trainer:
             steps = min(steps, o.steps_per_epoch)
         self.steps = steps
 
-        state = _read_state(self.run_dir) if self.resume else None
+        state = read_state(self.run_dir) if self.resume else None
         initial_epoch = 0
         with strategy.scope():
             if state is not None:
                 ckpt = self.run_dir / str(state.get("checkpoint", ""))
-                model = _load_checkpoint(ckpt)
+                model = load_checkpoint(ckpt)
                 initial_epoch = int(state["epoch"]) + 1
                 self.history = state.get("history", [])
                 self.best_iou = float(state.get("best_val_iou", -1.0))
@@ -533,7 +278,7 @@ class Trainer:
         last = int(self.history[-1]["epoch"])
         averaged: dict[str, Any] = {"first_epoch": last - self.average_count + 1, "last_epoch": last,
                                     "epochs": self.average_count, **self._validate(model)}
-        _save_keras_atomic(model, self.out / MODEL_FILE)
+        save_keras_atomic(model, self.out / MODEL_FILE)
         self.averaged = averaged
         self.progress("averaged", averaged)
 
@@ -572,7 +317,7 @@ class Trainer:
         # fine-tuning phase whose low final learning rate settles the weights (and whose data sets
         # trade places from epoch to epoch, so the best mean can sit at an arbitrary epoch).
         if improved or o.keep == "last":
-            _save_keras_atomic(inference_copy(self.model, o), self.out / MODEL_FILE)
+            save_keras_atomic(inference_copy(self.model, o), self.out / MODEL_FILE)
         if improved:
             self.best_iou, self.best_epoch, self.wait = row["val_iou"], epoch + 1, 0
         else:
@@ -599,7 +344,7 @@ class Trainer:
         if self.resume:
             # A run killed before its first epoch was saved has its options but no state: --resume
             # starts it again from epoch 0 in its own folder (a fresh run would refuse the folder).
-            if _read_state(self.out) is None and not opts_path.exists():
+            if read_state(self.out) is None and not opts_path.exists():
                 raise InputError("nothing to resume: no state.json in the run folder", self.out)
             if opts_path.exists():
                 saved = json.loads(opts_path.read_text(encoding="utf-8"))
@@ -607,7 +352,7 @@ class Trainer:
                     if saved.get(key) != getattr(o, key):
                         raise InputError(f"cannot resume with a different --{key.replace('_', '-')} "
                                          f"({saved.get(key)} in the run, {getattr(o, key)} now)", opts_path)
-            state = _read_state(self.out)
+            state = read_state(self.out)
             if state is not None:
                 self._average_window_moved(state)  # refuses before the options file is rewritten
             else:
@@ -639,8 +384,8 @@ class Trainer:
     def _save_state(self, epoch: int, *, finished: bool) -> None:
         name = f"checkpoint-epoch-{epoch + 1:04d}.keras"
         if not finished:
-            _save_keras_atomic(self.model, self.out / name)
-        old = _read_state(self.out)
+            save_keras_atomic(self.model, self.out / name)
+        old = read_state(self.out)
         kept_epoch, kept_iou = self._kept()
         average_file = (old or {}).get("average_file")
         if self.average_count and not finished:
@@ -660,7 +405,7 @@ class Trainer:
         for key in ("checkpoint", "average_file"):
             if old and old.get(key) not in (None, state[key]):
                 (self.out / old[key]).unlink(missing_ok=True)
-        _write_history(self.out, self.history)
+        write_history(self.out, self.history)
         if self.history:
             plot_history(self.history, self.out / "training_curve.png")
 
