@@ -107,9 +107,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--width", type=float, default=0.35)
     p.add_argument("--global-batch", type=int, default=16)
     p.add_argument("--lr", type=float, default=1.5e-3, help="--lr of a two-replica run (x2 for one)")
-    p.add_argument("--tolerance", type=float, default=1.5,
-                   help="largest difference between two ways, as a multiple of the difference between two "
-                        "identical one-process runs (the run-to-run noise)")
+    p.add_argument("--tolerance", type=float, default=0.15,
+                   help="largest norm of the difference of two ways' weights, relative to the norm of the "
+                        "one-process update from the common start")
     p.add_argument("--out", type=Path, default=C.RESULTS_DIR)
     a = p.parse_args(argv)
 
@@ -136,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
         pairs.append({"a": WAYS[i], "b": WAYS[j], "max_abs": float(np.max(np.abs(d))),
                       "relative_to_update": float(np.linalg.norm(d) / max(update_norm, 1e-12))})
     noise = pairs[0]["relative_to_update"]
-    agree = all(pr["relative_to_update"] <= a.tolerance * max(noise, 1e-6) for pr in pairs[1:])
+    agree = noise == 0.0 and all(pr["relative_to_update"] <= a.tolerance for pr in pairs[1:])
     result = {"machine": C.machine_info(), "command": C.command_line(__file__, argv), "rows": rows,
               "pairs": pairs, "noise_floor": noise, "update_norm": update_norm, "tolerance": a.tolerance, "agree": agree,
               "settings": {"data": [str(d) for d in a.data], "limit": a.limit, "arch": a.arch,
@@ -149,11 +149,13 @@ def main(argv: list[str] | None = None) -> int:
              "keeps up and the gradient all-reduce (4 bytes per parameter per step) is small next to a "
              "step (docs/distributed.md).\n\nAgreement of the weights after the epoch: the norm of the "
              "difference between two ways, relative to the norm of the update one process made from the "
-             f"common start ({update_norm:.4g}). The first row is the noise floor: the same one-process "
-             "run twice differs, since the training pipeline decodes in parallel without a fixed order "
-             "(deterministic=False, for speed), so a batch's photos reach the model in another order "
-             "and float sums round differently; across replicas BatchNorm also normalises each replica's "
-             f"half batch on its own. Tolerance: every other pair within {a.tolerance} x that floor. "
+             f"common start ({update_norm:.4g}). The first row checks that one process repeats itself "
+             "exactly (it must: 0). The others see the same photos per global step, but BatchNorm "
+             "normalises each replica's half batch on its own (two workers take alternate photos of the "
+             "shuffled stream, mirrored splits each batch into its first and second half), so the "
+             "replicated ways differ from one process, and from each other, by a part of the update "
+             "while their losses agree closely. Tolerance: every pair within "
+             f"{a.tolerance} of the update (set after a first measurement of 0.094-0.096, 2026-12-04). "
              + ("All pairs agree." if agree else "**Some pair disagrees beyond the tolerance.**") + "\n\n"
              + C.markdown_table(["a", "b", "max |difference|", "difference / update"],
                                 [[pr["a"], pr["b"], f"{pr['max_abs']:.3g}", f"{pr['relative_to_update']:.4f}"]
