@@ -161,6 +161,10 @@ def _echo_unexpected(lines: Sequence[str]) -> None:
             print(line, file=sys.stderr)
 
 
+#: The name it had while private: branches written before it became public still import it.
+_native_stderr = native_stderr
+
+
 def _reason_from_native(lines: Sequence[str], exc: BaseException) -> str:
     """The most useful one-line reason for a failed load."""
     errors = [ln.strip() for ln in lines if ln.strip().startswith("ERROR:")]
