@@ -109,3 +109,16 @@ def test_info_tables_at_80_columns(tiny_tflite):
     _assert_whole(result.stdout, [f"{size:,}", str(list(info["inputs"][0]["shape"]))])
     for line in result.stdout.splitlines()[1:]:  # the first line is the model's path, never folded
         assert len(line) <= 80, line
+
+
+def test_bench_pick_table_at_80_columns():
+    from hairseg_edge.cli.bench import _print_pick_table
+    from hairseg_edge.tier_pick import PickResult, TierTiming
+
+    fast = TierTiming("default", "/opt/site-packages/hairseg_edge/models/hairseg_int8.tflite", 2.21,
+                      {"mean": 0.8555}, True)
+    large = TierTiming("large", "/opt/site-packages/hairseg_edge/models/hairseg_large_int8.tflite", 5.07,
+                       {"mean": 0.8712}, False)
+    pick = PickResult(budget_ms=4.5, threads=1, tiers=[fast, large], chosen=fast)
+    text = _render(lambda c: _print_pick_table(pick, c))
+    _assert_whole(text, ["2.21", "5.07", "0.8555", "0.8712", "picked", "hairseg_large_int8.tflite"])

@@ -77,20 +77,24 @@ def _print_table(results: list[BenchResult], options: BenchOptions, console: Con
     print_table(console, columns, rows, title=title, notes=notes)
 
 
-def _pick_table(pick: PickResult) -> Table:
-    from rich.table import Table
+def _print_pick_table(pick: PickResult, console: Console) -> None:
+    """The tiers timed by ``--pick``, through the same printer as every CLI table (fits 80 columns)."""
+    from hairseg_edge.cli._tables import Column, print_table
 
-    table = Table(title=f"hairseg-edge bench --pick: bundled tiers, end to end (read, prepare, infer, "
-                        f"post), {pick.threads} thread(s); budget {pick.budget_ms:g} ms per frame; card IoU: "
-                        f"the int8 model's, mean over the validation splits (--json has each)",
-                  title_justify="left")
-    for column in ("tier", "model", "p50 ms", "card IoU", "fits"):
-        table.add_column(column, overflow="fold")
+    title = (f"hairseg-edge bench --pick: bundled tiers, end to end (read, prepare, infer, post), "
+             f"{pick.threads} thread(s); budget {pick.budget_ms:g} ms per frame; card IoU: the int8 "
+             f"model's, mean over the validation splits (--json has each)")
+    columns = [Column("tier", numeric=False, key=True), Column("model", numeric=False), Column("p50 ms"),
+               Column("card IoU"), Column("fits", numeric=False)]
+    rows, notes = [], []
     for t in pick.tiers:
-        mark = "[green]picked[/]" if t is pick.chosen else ("yes" if t.fits else "[red]no[/]")
-        table.add_row(t.tier, Path(t.model).name, "" if t.p50_ms is None else f"{t.p50_ms:.2f}",
-                      f"{t.card_iou['mean']:.4f}", mark if t.error is None else f"[red]{t.error}[/]")
-    return table
+        fits = "picked" if t is pick.chosen else ("yes" if t.fits else "no")
+        if t.error is not None:
+            fits = "error"
+            notes.append(f"{t.tier}: {t.error}")
+        rows.append([t.tier, Path(t.model).name, "-" if t.p50_ms is None else f"{t.p50_ms:.2f}",
+                     f"{t.card_iou['mean']:.4f}", fits])
+    print_table(console, columns, rows, title=title, notes=notes)
 
 
 def _pick(budget_ms: Optional[float], options: BenchOptions, json_path: Optional[Path], force: bool) -> None:
@@ -104,7 +108,7 @@ def _pick(budget_ms: Optional[float], options: BenchOptions, json_path: Optional
     with err_console.status("timing the bundled tiers") as status:
         pick = pick_tier(budget_ms, options, progress=lambda model, _threads: status.update(
             f"timing {Path(model).name} end to end in its own process"))
-    console.print(_pick_table(pick))
+    _print_pick_table(pick, console)
     if pick.chosen is not None:
         c = pick.chosen
         console.print(f"picked: {c.tier} ({c.p50_ms:.2f} ms per frame within {budget_ms:g} ms; card IoU "
