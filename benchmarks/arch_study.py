@@ -64,6 +64,7 @@ ARCH_PLANS: dict[str, ArchPlan] = {
     "deeplabv3": ArchPlan(width=0.25, epochs=4),
     "mobile_unet": ArchPlan(width=0.5, epochs=16),
     "fused_unet": ArchPlan(width=0.75, epochs=16),
+    "fused_unet_ctx": ArchPlan(width=1.0, epochs=16),  # the large tier's architecture (issue 28)
 }
 
 #: Export runs per architecture: (config name, export flags, {study variant: file name in the export}).
