@@ -593,23 +593,26 @@ def test_loss_targets_ceiling_orders_the_maps_and_guards_its_results(tmp_path, m
 def test_loss_targets_variants_change_the_loss_and_the_targets_as_stated(monkeypatch):
     """The lovasz variant's loss is BCE plus the Lovasz extension, which equals the Jaccard loss 1 - IoU at
     a binary prediction (Berman et al. 2018); the soft variant's targets hold each pixel's share of hair,
-    in the letterbox and in the camera-style resize alike. Both are undone after the test."""
-    import cv2
-
+    in the letterbox and in the camera-style resize alike. The variants are registered by name (the
+    training registries); nothing of the contract or the pipeline is replaced, and the default loss and
+    targets stay what they were."""
+    import hairseg_edge.training.losses as losses
     import hairseg_edge.training.pipeline as pipeline
-    import hairseg_edge.training.train as train
     from hairseg_edge import contract
 
+    # The registries get the variants only for this test.
+    monkeypatch.setattr(losses, "LOSSES", dict(losses.LOSSES))
+    monkeypatch.setattr(pipeline, "TARGET_MODES", dict(pipeline.TARGET_MODES))
     lt = _load("loss_targets")
-    for module, name in ((train, "BceDiceLoss"), (contract, "letterbox_mask"), (pipeline, "cv2")):
-        monkeypatch.setattr(module, name, getattr(module, name))  # monkeypatch restores the original
-    lt.patch_lovasz()
-    lt.patch_soft_targets()
+    letterbox_mask, cv2_module = contract.letterbox_mask, pipeline.cv2
+    assert lt.register_lovasz() == ["--loss", "bce_lovasz"]
+    assert lt.register_soft_targets() == ["--targets", "area"]
+    assert contract.letterbox_mask is letterbox_mask and pipeline.cv2 is cv2_module  # nothing patched
 
     rng = np.random.default_rng(0)
     truth = (rng.random((2, 16, 16, 1)) > 0.6).astype(np.float32)
     pred = (rng.random((2, 16, 16, 1)) > 0.5).astype(np.float32)
-    loss = train.BceDiceLoss()
+    loss = losses.make_loss("bce_lovasz")
     assert loss.name == "bce_lovasz"
     from hairseg_edge.training.keras_compat import keras
 
@@ -617,14 +620,17 @@ def test_loss_targets_variants_change_the_loss_and_the_targets_as_stated(monkeyp
     jaccard_loss = 1.0 - (truth * pred).sum() / np.maximum(truth, pred).sum()
     assert float(loss(truth, pred)) - bce == pytest.approx(jaccard_loss, abs=1e-4)
     assert float(loss(truth, truth)) < 1e-4  # a perfect prediction costs nothing
+    assert losses.make_loss("bce_dice").name != "bce_lovasz"  # the default loss is untouched
 
     edge = np.zeros((256, 256), np.uint8)
     edge[:, :101] = 1
-    target = pipeline.prepare_pair(np.zeros((256, 256, 3), np.uint8), edge, 224)[1][..., 0]
+    target = pipeline.prepare_pair(np.zeros((256, 256, 3), np.uint8), edge, 224, "area")[1][..., 0]
     assert target.min() == 0.0 and target.max() == 1.0 and 0.0 < target[0, 88] < 1.0
     assert target[0].sum() == pytest.approx(101 * 224 / 256, abs=1e-3)  # the hair's area is kept
-    shrunk = pipeline.cv2.resize(edge, (224, 224), interpolation=cv2.INTER_NEAREST_EXACT)
+    shrunk = pipeline.target_mode("area").shrink(edge, (224, 224))
     assert shrunk.dtype == np.float32 and np.allclose(shrunk, target)
+    nearest = pipeline.prepare_pair(np.zeros((256, 256, 3), np.uint8), edge, 224)[1][..., 0]
+    assert set(np.unique(nearest)) <= {0.0, 1.0}  # the default targets are still the contract's
 
 
 def test_large_candidates_parses_candidates_and_marks_the_budget():
