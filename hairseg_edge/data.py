@@ -9,6 +9,10 @@
 Opening a data set only lists and checks files (cheap); pixels are decoded one sample at a time by
 :func:`load_sample`, so memory never grows with the data set. The train/validation split is a pure
 function of each id (a hash), so it is the same on every machine and does not move when files are added.
+
+Files are listed and read through a :class:`~hairseg_edge.filesystem.Filesystem` (default: local
+files); training passes one backed by ``tf.io.gfile`` for a ``scheme://`` data path, and the same code
+then lists, splits and decodes a data set on shared storage.
 """
 
 from __future__ import annotations
@@ -16,14 +20,16 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+from fnmatch import fnmatchcase
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from .errors import InputError
+from .filesystem import LOCAL, DataPath, Filesystem, basename
 from .imageio import IMAGE_SUFFIXES, read_image, read_mask
 
 FOLDER = "folder"
@@ -39,14 +45,16 @@ class Sample:
     """One image and where its hair mask comes from (``mask_path`` None = no hair at all)."""
 
     id: str
-    image_path: Path
-    mask_path: Path | None
+    image_path: DataPath
+    mask_path: DataPath | None
     layout: str = FOLDER
+    #: Where the files are read from (a local Path, or a URL string for another filesystem).
+    fs: Filesystem = field(default=LOCAL, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
 class Dataset:
-    root: Path
+    root: DataPath
     layout: str
     samples: tuple[Sample, ...]
 
@@ -113,14 +121,18 @@ def _natural_key(s: str) -> tuple:
     return tuple(int(t) if t.isdigit() else t for t in re.split(r"(\d+)", s))
 
 
-def _list_images(folder: Path) -> dict[str, Path]:
-    found: dict[str, Path] = {}
-    for p in folder.iterdir():
-        if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."):
-            if p.stem in found:
-                raise InputError(f"two files share the id {p.stem!r} ({found[p.stem].name}, {p.name})",
+def _list_images(folder: DataPath, fs: Filesystem) -> dict[str, DataPath]:
+    found: dict[str, DataPath] = {}
+    for name in fs.listdir(folder):
+        stem, suffix = os.path.splitext(name)
+        if suffix.lower() in IMAGE_SUFFIXES and not name.startswith("."):
+            p = fs.join(folder, name)
+            if not fs.isfile(p):
+                continue
+            if stem in found:
+                raise InputError(f"two files share the id {stem!r} ({basename(found[stem])}, {name})",
                                  folder)
-            found[p.stem] = p
+            found[stem] = p
     return found
 
 
@@ -129,10 +141,10 @@ def _names(items: Sequence[str], n: int = 3) -> str:
     return shown + (", ..." if len(items) > n else "")
 
 
-def detect_layout(root: Path) -> str:
-    if (root / "images").is_dir() or (root / "masks").is_dir():
+def detect_layout(root: DataPath, fs: Filesystem = LOCAL) -> str:
+    if fs.isdir(fs.join(root, "images")) or fs.isdir(fs.join(root, "masks")):
         return FOLDER
-    if (root / CELEBA_IMG_DIR).is_dir():
+    if fs.isdir(fs.join(root, CELEBA_IMG_DIR)):
         return CELEBAMASK_HQ
     raise InputError(
         "not a data set: expected images/ + masks/ folders, or CelebA-HQ-img/ + "
@@ -141,32 +153,35 @@ def detect_layout(root: Path) -> str:
     )
 
 
-def open_dataset(root: str | os.PathLike[str], limit: int | None = None) -> Dataset:
-    """List and check a data set's files (no pixels decoded). Raises InputError with one line."""
-    root = Path(root)
-    if not root.exists():
+def open_dataset(root: str | os.PathLike[str], limit: int | None = None, fs: Filesystem = LOCAL) -> Dataset:
+    """List and check a data set's files (no pixels decoded). Raises InputError with one line.
+
+    ``fs``: the filesystem ``root`` is on (default: local files; a ``scheme://`` root is refused there).
+    """
+    root = fs.path(root)
+    if not fs.exists(root):
         raise InputError("no such folder", root)
-    if not root.is_dir():
+    if not fs.isdir(root):
         raise InputError("is not a folder", root)
-    layout = detect_layout(root)
-    samples = _open_folder(root) if layout == FOLDER else _open_celebamask(root)
+    layout = detect_layout(root, fs)
+    samples = _open_folder(root, fs) if layout == FOLDER else _open_celebamask(root, fs)
     ds = Dataset(root, layout, tuple(samples))
     return ds.limit(limit)
 
 
-def _check_nonempty_files(paths: Iterable[Path]) -> None:
+def _check_nonempty_files(paths: Iterable[DataPath], fs: Filesystem) -> None:
     for p in paths:
-        if p.stat().st_size == 0:
+        if fs.size(p) == 0:
             raise InputError("empty file (0 bytes)", p)
 
 
-def _open_folder(root: Path) -> list[Sample]:
-    img_dir, mask_dir = root / "images", root / "masks"
+def _open_folder(root: DataPath, fs: Filesystem) -> list[Sample]:
+    img_dir, mask_dir = fs.join(root, "images"), fs.join(root, "masks")
     for d in (img_dir, mask_dir):
-        if not d.is_dir():
-            raise InputError(f"missing the {d.name}/ folder", root)
-    images = _list_images(img_dir)
-    masks = {k: v for k, v in _list_images(mask_dir).items()}
+        if not fs.isdir(d):
+            raise InputError(f"missing the {basename(d)}/ folder", root)
+    images = _list_images(img_dir, fs)
+    masks = _list_images(mask_dir, fs)
     if not images:
         raise InputError("no images (expected .jpg or .png files)", img_dir)
     no_mask = sorted(set(images) - set(masks), key=_natural_key)
@@ -177,15 +192,28 @@ def _open_folder(root: Path) -> list[Sample]:
         raise InputError(f"{len(no_image)} mask(s) without an image in images/: {_names(no_image)}",
                          mask_dir)
     ids = sorted(images, key=_natural_key)
-    _check_nonempty_files([images[i] for i in ids] + [masks[i] for i in ids])
-    return [Sample(i, images[i], masks[i], FOLDER) for i in ids]
+    _check_nonempty_files([images[i] for i in ids] + [masks[i] for i in ids], fs)
+    return [Sample(i, images[i], masks[i], FOLDER, fs) for i in ids]
 
 
-def _open_celebamask(root: Path) -> list[Sample]:
-    img_dir, anno_dir = root / CELEBA_IMG_DIR, root / CELEBA_ANNO_DIR
-    if not anno_dir.is_dir():
+def _hair_files(anno_dir: DataPath, fs: Filesystem) -> dict[str, DataPath]:
+    """``anno_dir/*/*_hair.png`` by file name."""
+    found: dict[str, DataPath] = {}
+    for sub in fs.listdir(anno_dir):
+        folder = fs.join(anno_dir, sub)
+        if not fs.isdir(folder):
+            continue
+        for name in fs.listdir(folder):
+            if fnmatchcase(name, "*_hair.png"):
+                found[name] = fs.join(folder, name)
+    return found
+
+
+def _open_celebamask(root: DataPath, fs: Filesystem) -> list[Sample]:
+    img_dir, anno_dir = fs.join(root, CELEBA_IMG_DIR), fs.join(root, CELEBA_ANNO_DIR)
+    if not fs.isdir(anno_dir):
         raise InputError(f"CelebAMask-HQ layout without its {CELEBA_ANNO_DIR}/ folder", root)
-    images = _list_images(img_dir)
+    images = _list_images(img_dir, fs)
     if not images:
         raise InputError("no images (expected <n>.jpg files)", img_dir)
     bad = sorted((k for k in images if not k.isdigit()), key=_natural_key)
@@ -194,16 +222,16 @@ def _open_celebamask(root: Path) -> list[Sample]:
     by_number: dict[int, str] = {}
     for k in sorted(images, key=_natural_key):
         if int(k) in by_number:  # "1.jpg" and "01.jpg" would both be sample 00001
-            raise InputError(f"two images have the number {int(k)} ({images[by_number[int(k)]].name}, "
-                             f"{images[k].name})", img_dir)
+            raise InputError(f"two images have the number {int(k)} ({basename(images[by_number[int(k)]])}, "
+                             f"{basename(images[k])})", img_dir)
         by_number[int(k)] = k
-    hair_files = {p.name: p for p in anno_dir.glob("*/*_hair.png")}
+    hair_files = _hair_files(anno_dir, fs)
     samples = []
     used = set()
     for n in sorted(by_number):
         k = by_number[n]
         name = f"{n:05d}_hair.png"
-        mask = anno_dir / str(n // 2000) / name
+        mask = fs.join(fs.join(anno_dir, str(n // 2000)), name)
         if name in hair_files and hair_files[name] != mask:
             raise InputError(
                 f"hair mask is in the wrong folder, expected it in {CELEBA_ANNO_DIR}/{n // 2000}/",
@@ -212,7 +240,7 @@ def _open_celebamask(root: Path) -> list[Sample]:
         mask_path = mask if name in hair_files else None
         if mask_path is not None:
             used.add(name)
-        samples.append(Sample(f"{n:05d}", images[k], mask_path, CELEBAMASK_HQ))
+        samples.append(Sample(f"{n:05d}", images[k], mask_path, CELEBAMASK_HQ, fs))
     orphans = sorted(set(hair_files) - used, key=_natural_key)
     if orphans:
         raise InputError(
@@ -220,17 +248,18 @@ def _open_celebamask(root: Path) -> list[Sample]:
             anno_dir,
         )
     _check_nonempty_files([s.image_path for s in samples] +
-                          [s.mask_path for s in samples if s.mask_path is not None])
+                          [s.mask_path for s in samples if s.mask_path is not None], fs)
     return samples
 
 
 def load_sample(sample: Sample) -> tuple[np.ndarray, np.ndarray]:
     """Decode one sample: (RGB uint8 HxWx3, mask uint8 HxW in {0, 1}) of the same size."""
-    rgb = read_image(sample.image_path)
+    fs = None if sample.fs is LOCAL else sample.fs  # local files: imageio's own reader, as always
+    rgb = read_image(sample.image_path, fs)
     h, w = rgb.shape[:2]
     if sample.mask_path is None:
         return rgb, np.zeros((h, w), dtype=np.uint8)
-    mask = read_mask(sample.mask_path)
+    mask = read_mask(sample.mask_path, fs)
     if mask.shape != (h, w):
         if sample.layout == CELEBAMASK_HQ:
             # Centre-aligned nearest-neighbour (same as plain NEAREST for the usual exact 2x).

@@ -15,11 +15,15 @@ import tempfile
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
 from .errors import InputError
+
+if TYPE_CHECKING:
+    from .filesystem import DataPath, Filesystem
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
@@ -51,8 +55,9 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
     return digest.hexdigest()
 
 
-def _read_bytes(path: Path) -> np.ndarray:
-    data = np.frombuffer(read_file_bytes(path), dtype=np.uint8)
+def _read_bytes(path: DataPath, fs: Filesystem | None = None) -> np.ndarray:
+    raw = read_file_bytes(path) if fs is None else fs.read_bytes(path)
+    data = np.frombuffer(raw, dtype=np.uint8)
     if data.size == 0:
         raise InputError("empty file (0 bytes)", path)
     return data
@@ -234,7 +239,7 @@ def check_frame_size(width: int, height: int, name: str | os.PathLike[str]) -> N
                          name)
 
 
-def _decode(data: np.ndarray, flags: int, path: Path, what: str) -> np.ndarray | None:
+def _decode(data: np.ndarray, flags: int, path: DataPath, what: str) -> np.ndarray | None:
     """cv2.imdecode after the header check; OpenCV's own errors (its pixel limit) become InputError."""
     check_image_size(data, path, what)
     try:
@@ -244,14 +249,15 @@ def _decode(data: np.ndarray, flags: int, path: Path, what: str) -> np.ndarray |
         raise InputError(f"not a readable {what} (OpenCV: {reason})", path) from None
 
 
-def read_image(path: str | os.PathLike[str]) -> np.ndarray:
+def read_image(path: str | os.PathLike[str], fs: Filesystem | None = None) -> np.ndarray:
     """Read an image file as RGB uint8 ``HxWx3``, EXIF orientation applied.
 
     Grayscale, RGBA, palette, 16-bit and CMYK files are converted. Raises InputError for a missing,
-    empty, truncated or undecodable file.
+    empty, truncated or undecodable file. ``fs``: read the bytes through this filesystem (a path of
+    its own, e.g. a URL) instead of the local files; the checks and the decoding are the same.
     """
-    path = Path(path)
-    data = _read_bytes(path)
+    path = Path(path) if fs is None else path
+    data = _read_bytes(path, fs)
     if _looks_truncated(data):
         raise InputError("truncated image file (data ends early)", path)
     # IMREAD_COLOR applies EXIF orientation and converts gray/RGBA/palette/16-bit/CMYK to 8-bit BGR.
@@ -261,10 +267,11 @@ def read_image(path: str | os.PathLike[str]) -> np.ndarray:
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
-def read_mask(path: str | os.PathLike[str]) -> np.ndarray:
-    """Read a mask file as uint8 ``HxW`` with 1 where the file is nonzero (hair), else 0."""
-    path = Path(path)
-    data = _read_bytes(path)
+def read_mask(path: str | os.PathLike[str], fs: Filesystem | None = None) -> np.ndarray:
+    """Read a mask file as uint8 ``HxW`` with 1 where the file is nonzero (hair), else 0 (``fs``: as
+    in :func:`read_image`)."""
+    path = Path(path) if fs is None else path
+    data = _read_bytes(path, fs)
     if _looks_truncated(data):
         raise InputError("truncated mask file (data ends early)", path)
     # IMREAD_UNCHANGED keeps 16-bit values, so "nonzero = hair" holds exactly. OpenCV expands a

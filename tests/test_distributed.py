@@ -244,3 +244,116 @@ def test_kubeflow_tfjob_manifest_runs_the_documented_command():
     options = {o for p in get_command(app).commands["train"].params for o in p.opts}
     assert {a for a in command[2:] if a.startswith("--")} <= options
     assert "docs/distributed.md" in (REPO / "README.md").read_text()
+
+
+# --- data on shared storage: --data through tf.io.gfile, tested on TensorFlow's in-memory ram:// -----------
+def _copy_to_ram(src: Path, url: str) -> str:
+    """Write the tree under ``src`` to ``url`` (a ram:// folder) with tf.io.gfile, as an upload would."""
+    from hairseg_edge.training.keras_compat import tf
+
+    tf.io.gfile.makedirs(url)
+    for p in sorted(src.rglob("*")):
+        target = f"{url}/{p.relative_to(src).as_posix()}"
+        if p.is_dir():
+            tf.io.gfile.makedirs(target)
+        else:
+            with tf.io.gfile.GFile(target, "wb") as fh:
+                fh.write(p.read_bytes())
+    return url
+
+
+def _png_header_bomb(width: int, height: int) -> bytes:
+    """A tiny complete PNG whose header announces ``width x height`` (as in test_reliability.py)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, payload: bytes) -> bytes:
+        return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b""))
+
+
+@pytest.mark.parametrize("layout", ["folder", "celebamask-hq"])
+def test_data_on_ram_lists_splits_and_decodes_like_the_same_local_folder(tmp_path, layout):
+    import numpy as np
+
+    from hairseg_edge.data import load_sample, open_dataset
+    from hairseg_edge.training.gfile import GFILE, filesystem_for
+
+    local = make_dataset(tmp_path / layout, n=24, layout=layout, size=[(64, 64), (48, 80)] if layout == "folder"
+                         else 64, seed=5)
+    url = _copy_to_ram(local, f"ram://{tmp_path.name}/{layout}")
+    assert filesystem_for(url) is GFILE and filesystem_for(str(local)) is not GFILE
+    on_ram, on_disk = open_dataset(url, fs=GFILE), open_dataset(local)
+    assert on_ram.layout == on_disk.layout == layout
+    assert on_ram.ids == on_disk.ids and len(on_ram) == 24
+    for a, b in zip(on_ram.split(0.25), on_disk.split(0.25)):
+        assert a.ids == b.ids and len(a) > 0
+    assert str(on_ram.samples[0].image_path).startswith(url + "/")
+    for remote, here in zip(on_ram, on_disk):
+        (rgb_r, mask_r), (rgb_l, mask_l) = load_sample(remote), load_sample(here)
+        assert np.array_equal(rgb_r, rgb_l) and np.array_equal(mask_r, mask_l)
+    # The device side (eval, run) reads local folders only, and says so in one line.
+    from hairseg_edge.errors import InputError
+
+    with pytest.raises(InputError, match=r"^ram://.*: a URL: only training reads"):
+        open_dataset(url)
+
+
+def test_train_cli_trains_from_ram_data(tmp_path):
+    from typer.testing import CliRunner
+
+    from hairseg_edge.cli import app
+
+    local = make_dataset(tmp_path / "src", n=16, size=[(72, 72), (64, 96)], seed=3)
+    url = _copy_to_ram(local, f"ram://{tmp_path.name}/hair-set")
+    out = tmp_path / "run"
+    result = CliRunner().invoke(app, ["train", "--data", url, "--arch", "mobile_unet", "--img-size", "32",
+                                      "--width", "0.25", "--epochs", "1", "--batch", "2", "--steps-per-epoch",
+                                      "3", "--strategy", "default", "--out", str(out)])
+    assert result.exit_code == 0, (result.stdout, result.stderr, result.exception)
+    assert (out / "model.keras").is_file()
+    history = json.loads((out / "history.json").read_text())
+    assert len(history) == 1 and 0.0 <= history[0]["val_iou_hair-set"] <= 1.0
+    assert json.loads((out / "train_options.json").read_text())["data"] == [url]
+
+
+def test_a_bomb_or_a_corrupt_file_on_ram_is_the_local_one_line_error_naming_its_url(tmp_path, one_line_error):
+    from typer.testing import CliRunner
+
+    from hairseg_edge.cli import app
+    from hairseg_edge.data import load_sample, open_dataset
+    from hairseg_edge.errors import InputError
+    from hairseg_edge.training.gfile import GFILE
+
+    local = make_dataset(tmp_path / "src", n=6, size=48, seed=4, image_format="png")
+    bomb = local / "images" / "synth_00001.png"
+    bomb.write_bytes(_png_header_bomb(20_000, 20_000))
+    cut = local / "images" / "synth_00002.png"
+    cut.write_bytes(cut.read_bytes()[:-20])  # ends before its IEND chunk
+    url = _copy_to_ram(local, f"ram://{tmp_path.name}/broken")
+    remote, here = open_dataset(url, fs=GFILE), open_dataset(local)
+    for k in (1, 2):
+        with pytest.raises(InputError) as on_disk:
+            load_sample(here.samples[k])
+        with pytest.raises(InputError) as on_ram:
+            load_sample(remote.samples[k])
+        assert on_ram.value.path == f"{url}/images/{Path(on_disk.value.path).name}"
+        assert str(on_ram.value) == str(on_disk.value).replace(str(local), url)
+    assert "too large" in str(on_ram.value) or "truncated" in str(on_ram.value)
+
+    # In training, found mid-epoch inside tf.data: the same one line, exit 2.
+    result = CliRunner().invoke(app, ["train", "--data", url, "--arch", "mobile_unet", "--img-size", "32",
+                                      "--width", "0.25", "--epochs", "1", "--batch", "2", "--augment", "none",
+                                      "--strategy", "default", "--out", str(tmp_path / "run")])
+    line = one_line_error(result, url + "/images/synth_0000")
+    assert "too large" in line or "truncated" in line
+
+
+def test_out_as_a_url_is_refused_in_one_line(tmp_path):
+    from hairseg_edge.errors import InputError
+    from hairseg_edge.training.options import TrainOptions
+
+    with pytest.raises(InputError, match=r"^gs://bucket/run: --out must be a local folder"):
+        TrainOptions(data=(str(tmp_path),), out="gs://bucket/run")

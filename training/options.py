@@ -10,6 +10,7 @@ from typing import Any
 
 from hairseg_edge import contract
 from hairseg_edge.errors import InputError
+from hairseg_edge.filesystem import has_scheme
 
 from . import archs
 from .distribute import STRATEGIES
@@ -49,6 +50,9 @@ class TrainOptions:
     def __post_init__(self) -> None:
         if not self.data:
             raise InputError("give at least one --data folder")
+        if has_scheme(self.out):  # the run folder is written atomically with local renames and links
+            raise InputError("--out must be a local folder (on a cluster: a shared mount every worker "
+                             "reads and writes); only --data may be a URL", self.out)
         try:
             archs.get_arch(self.arch)
         except ValueError as exc:  # names the valid architectures

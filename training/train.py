@@ -33,6 +33,7 @@ import numpy as np
 from hairseg_edge import contract
 from hairseg_edge.data import Dataset, open_dataset
 from hairseg_edge.errors import InputError, reason
+from hairseg_edge.filesystem import basename, has_scheme
 from hairseg_edge.imageio import atomic_path, file_sha256, write_text
 from hairseg_edge.metrics import SegmentationMeter
 
@@ -41,6 +42,7 @@ from .distribute import ClusterError, cluster_role, is_peer_failure, select_stra
 from .keras_compat import keras, tf
 from .losses import make_loss
 from .distill import distil_into, load_teacher
+from .gfile import filesystem_for
 from .options import TrainOptions, TrainResult
 from .pipeline import AUGMENT_PRESETS, forget_input_errors, make_dataset, reraise_input_error, steps_per_epoch
 from .reporting import plot_history, write_history
@@ -58,13 +60,13 @@ class DataSplits:
 def load_splits(folders: Sequence[str], limit: int | None, val_fraction: float) -> DataSplits:
     names, train, val = [], [], []
     for folder in folders:
-        ds = open_dataset(folder, limit=limit)
+        ds = open_dataset(folder, limit=limit, fs=filesystem_for(folder))
         tr, va = ds.split(val_fraction)
         if len(tr) == 0:
             raise InputError(f"no training images left after the validation split ({len(ds)} images)", folder)
         if len(va) == 0:  # tiny sets: validate on the training images rather than not at all
             va = tr
-        base = Path(folder).resolve().name or "data"
+        base = (basename(folder) if has_scheme(folder) else Path(folder).resolve().name) or "data"
         name = base
         k = 2
         while name in names:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib.util
-from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
@@ -38,8 +37,9 @@ def _parse_weights(text: Optional[str]) -> Optional[tuple[int, ...]]:
 
 @reports_errors
 def train(
-    data: Annotated[Optional[list[Path]], typer.Option(
-        "--data", help="Data set folder (folder format or CelebAMask-HQ layout); repeat for a union.")] = None,
+    data: Annotated[Optional[list[str]], typer.Option(
+        "--data", help="Data set folder (folder format or CelebAMask-HQ layout), local or on any storage "
+        "TensorFlow reads (gs://..., hdfs://...); repeat for a union.")] = None,
     arch: Annotated[str, typer.Option(help="Architecture from the registry (see --list-archs).")] = "fused_unet",
     img_size: Annotated[int, typer.Option("--img-size", help="Square model input side, a multiple of 32.",
         callback=bounded(32, 4096))] = 160,
@@ -50,8 +50,8 @@ def train(
     batch: Annotated[int, typer.Option(help="Batch size per replica.", callback=bounded(1, 4096))] = 16,
     limit: Annotated[Optional[int], typer.Option(help="Read at most N images from each --data folder.",
         callback=bounded(1))] = None,
-    out: Annotated[Path, typer.Option(help="Run folder: model.keras, checkpoints, history, curve.")] = Path(
-        "runs/hairseg"),
+    out: Annotated[str, typer.Option(help="Run folder: model.keras, checkpoints, history, curve (a local "
+        "or mounted folder).")] = "runs/hairseg",
     resume: Annotated[bool, typer.Option(help="Continue the run in --out from its last checkpoint.")] = False,
     lr: Annotated[float, typer.Option(help="Peak learning rate (AdamW, cosine decay).",
         callback=bounded(1e-9, 10.0))] = 3e-3,
