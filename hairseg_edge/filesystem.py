@@ -93,3 +93,10 @@ class LocalFilesystem:
 
 #: The default filesystem: local files.
 LOCAL: Filesystem = LocalFilesystem()
+
+
+def local_path(text: str | os.PathLike[str] | None) -> Path | None:
+    """A command's local file or folder option as a Path; a URL is refused with one line (the device
+    side and export read local or mounted folders only). Take the option as ``str``: a Path would
+    already have folded ``gs://b`` into ``gs:/b``."""
+    return None if text is None else LocalFilesystem().path(text)

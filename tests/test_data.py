@@ -352,3 +352,15 @@ def test_copied_data_set_keeps_its_split(tmp_path, synthetic_folder_dataset):
     """The split is a function of the ids, not of paths or listing order."""
     copy = shutil.copytree(synthetic_folder_dataset, tmp_path / "elsewhere")
     assert open_dataset(copy).split(0.3)[1].ids == open_dataset(synthetic_folder_dataset).split(0.3)[1].ids
+
+
+def test_device_side_readers_refuse_a_url_in_one_line(one_line_error):
+    """Only training reads storage through TensorFlow (docs/distributed.md); eval says so, not 'no such folder'."""
+    from typer.testing import CliRunner
+
+    from hairseg_edge.cli import app
+
+    with pytest.raises(InputError, match=r"^gs://bucket/hair: a URL: only training reads"):
+        open_dataset("gs://bucket/hair")
+    result = CliRunner().invoke(app, ["eval", "--data", "gs://bucket/hair"])
+    one_line_error(result, "gs://bucket/hair: a URL")

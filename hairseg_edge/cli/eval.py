@@ -70,7 +70,7 @@ def eval_command(
         show_default=False)] = None,
     model_option: Annotated[Optional[str], typer.Option(
         "--model", "-m", help=MODEL_HELP, show_default=False)] = None,
-    data: Annotated[Path, typer.Option(
+    data: Annotated[str, typer.Option(
         "--data", "-d", help="Data set folder (images/ + masks/, or the CelebAMask-HQ layout).",
         show_default=False)] = ...,  # type: ignore[assignment]
     limit: Annotated[Optional[int], typer.Option(
@@ -118,12 +118,14 @@ def eval_command(
 
     from hairseg_edge.errors import InputError
     from hairseg_edge.evaluate import choose_split, evaluate, select_dataset
+    from hairseg_edge.filesystem import local_path
     from hairseg_edge.imageio import write_text
     from hairseg_edge.runtime import Segmenter
 
     if json_path is not None and json_path.exists() and not force:
         raise InputError("already exists (pass --force to overwrite)", json_path)
     model_path = chosen_model(model, model_option)
+    data = local_path(data)
     choice = choose_split(split, model_path, data, ids_given=ids is not None)
     if choice.warning:
         err_console.print(choice.warning, style="bold yellow", highlight=False, soft_wrap=True)

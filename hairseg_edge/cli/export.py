@@ -59,13 +59,13 @@ def export(
              "from the pruned model.", show_default=False, callback=bounded(0.0, 0.99))] = None,
     qat: Annotated[bool, typer.Option("--qat", help="Build int8 with quantization-aware training "
                                                     "(fine-tunes on --data).")] = False,
-    data: Annotated[Optional[Path], typer.Option(
+    data: Annotated[Optional[str], typer.Option(
         help="Data set: its training split fine-tunes and calibrates, its validation split verifies.",
         show_default=False)] = None,
-    calib: Annotated[Optional[Path], typer.Option(
+    calib: Annotated[Optional[str], typer.Option(
         help="Calibration images for int8 (default: the training split of --data).",
         show_default=False)] = None,
-    eval_data: Annotated[Optional[Path], typer.Option(
+    eval_data: Annotated[Optional[str], typer.Option(
         "--eval", help="Evaluation images (default: the validation split of --data). A folder of "
                        "images without masks: the gate checks agreement only.", show_default=False)] = None,
     limit: Annotated[Optional[int], typer.Option(
@@ -102,12 +102,13 @@ def export(
     float original on the same images. A variant that misses the gate is not written (exit 1)."""
     _require_train_extra()
     from hairseg_edge.export.options import ExportOptions
+    from hairseg_edge.filesystem import local_path
 
     variants = tuple(name for name, asked in (("float32", float32), ("float16", fp16),
                                               ("dynamic", dynamic), ("int8", int8)) if asked) or ("int8",)
     options = ExportOptions(
         model=chosen_model(model, model_option, kind="float"), variants=variants, prune=prune, qat=qat,
-        data=data, calib=calib, eval_data=eval_data, limit=limit, calib_count=calib_count,
+        data=local_path(data), calib=local_path(calib), eval_data=local_path(eval_data), limit=limit, calib_count=calib_count,
         max_drop=max_drop, min_agreement=min_agreement, io=io, out=out, force=force,
         finetune_epochs=finetune_epochs, finetune_steps=finetune_steps, finetune_batch=finetune_batch,
         finetune_lr=finetune_lr)
