@@ -20,9 +20,9 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from fnmatch import fnmatchcase
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
 from pathlib import Path
 
 import cv2

@@ -357,3 +357,21 @@ def test_out_as_a_url_is_refused_in_one_line(tmp_path):
 
     with pytest.raises(InputError, match=r"^gs://bucket/run: --out must be a local folder"):
         TrainOptions(data=(str(tmp_path),), out="gs://bucket/run")
+
+
+def test_gfile_reader_names_a_missing_file_or_a_folder_like_the_local_reader(tmp_path):
+    from hairseg_edge.errors import InputError
+    from hairseg_edge.imageio import read_file_bytes
+    from hairseg_edge.training.gfile import GFILE
+    from hairseg_edge.training.keras_compat import tf
+
+    url = f"ram://{tmp_path.name}/files"
+    tf.io.gfile.makedirs(f"{url}/sub")
+    (tmp_path / "sub").mkdir()
+    for name in ("missing.png", "sub"):
+        with pytest.raises(InputError) as local:
+            read_file_bytes(tmp_path / name, "an image")
+        with pytest.raises(InputError) as remote:
+            GFILE.read_bytes(f"{url}/{name}", "an image")
+        assert str(remote.value) == str(local.value).replace(str(tmp_path), url)
+    assert not GFILE.isfile(f"{url}/sub") and not GFILE.isfile(f"{url}/missing.png")

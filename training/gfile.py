@@ -1,14 +1,16 @@
 """Data sets on any storage TensorFlow reads: a :class:`~hairseg_edge.filesystem.Filesystem` over
 ``tf.io.gfile``.
 
-``--data gs://bucket/celebamask-hq-hair`` (or ``hdfs://...``, ``s3://...`` with tensorflow-io, ``ram://``
-in tests) lists, splits and decodes through the same code as a local folder (:mod:`hairseg_edge.data`);
+``--data gs://bucket/celebamask-hq-hair`` (or ``hdfs://...``, ``s3://...`` with tensorflow-io installed,
+``ram://`` in tests) lists, splits and decodes through the same code as a local folder (:mod:`hairseg_edge.data`);
 only the listing and the reading of bytes go through TensorFlow's filesystems. Local paths keep the
 local reader (:func:`filesystem_for`), so a local run reads exactly as before.
 """
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import os
 
 from hairseg_edge.errors import InputError, reason
@@ -33,7 +35,13 @@ class GFileFilesystem:
         return self._ask(tf.io.gfile.isdir, path)
 
     def isfile(self, path: DataPath) -> bool:
-        return self.exists(path) and not self.isdir(path)
+        # One metadata request (object stores charge per request, and opening a set checks every file).
+        try:
+            return not tf.io.gfile.stat(str(path)).is_directory
+        except tf.errors.NotFoundError:
+            return False
+        except tf.errors.OpError as exc:
+            raise InputError(f"cannot read ({reason(exc)})", path) from None
 
     def listdir(self, folder: DataPath) -> list[str]:
         # Object stores list sub-"folders" with a trailing slash; the readers want bare names.
@@ -44,8 +52,7 @@ class GFileFilesystem:
         return int(self._ask(tf.io.gfile.stat, path).length)
 
     def read_bytes(self, path: DataPath, expected: str = "a file") -> bytes:
-        if self.isdir(path):
-            raise InputError(f"is a folder, expected {expected}", path)
+        # The read alone on the way that works (one request per photo per epoch); the rest explains a failure.
         try:
             with tf.io.gfile.GFile(str(path), "rb") as fh:
                 return fh.read()
@@ -54,6 +61,8 @@ class GFileFilesystem:
         except tf.errors.PermissionDeniedError:
             raise InputError("permission denied", path) from None
         except tf.errors.OpError as exc:
+            if self.isdir(path):
+                raise InputError(f"is a folder, expected {expected}", path) from None
             raise InputError(f"cannot read ({reason(exc)})", path) from None
 
     @staticmethod
@@ -65,7 +74,7 @@ class GFileFilesystem:
             raise InputError("no such file or folder", path) from None
         except tf.errors.UnimplementedError:
             raise InputError("TensorFlow has no filesystem for this URL scheme (gs:// and ram:// are "
-                             "built in; s3:// and hdfs:// need tensorflow-io)", path) from None
+                             "built in; s3://, hdfs:// and az:// need: pip install tensorflow-io)", path) from None
         except tf.errors.OpError as exc:
             raise InputError(f"cannot read ({reason(exc)})", path) from None
 
@@ -73,6 +82,17 @@ class GFileFilesystem:
 GFILE: Filesystem = GFileFilesystem()
 
 
+#: Schemes TensorFlow itself reads; the others (s3://, hdfs://, az://...) are tensorflow-io's plugins.
+_BUILT_IN_SCHEMES = ("gs", "ram", "file")
+
+
 def filesystem_for(path: str | os.PathLike[str]) -> Filesystem:
     """``tf.io.gfile`` for a ``scheme://`` path, else the local files (exactly the device readers)."""
-    return GFILE if has_scheme(path) else LOCAL
+    if not has_scheme(path):
+        return LOCAL
+    if os.fspath(path).split("://", 1)[0].lower() not in _BUILT_IN_SCHEMES:
+        # tensorflow-io registers its filesystems when imported; without it, the first listing says
+        # which package is missing (GFileFilesystem._ask).
+        with contextlib.suppress(ImportError):
+            importlib.import_module("tensorflow_io")
+    return GFILE
