@@ -375,3 +375,12 @@ def test_gfile_reader_names_a_missing_file_or_a_folder_like_the_local_reader(tmp
             GFILE.read_bytes(f"{url}/{name}", "an image")
         assert str(remote.value) == str(local.value).replace(str(tmp_path), url)
     assert not GFILE.isfile(f"{url}/sub") and not GFILE.isfile(f"{url}/missing.png")
+
+
+def test_a_scheme_tensorflow_cannot_read_is_one_line_naming_the_url():
+    from hairseg_edge.data import open_dataset
+    from hairseg_edge.errors import InputError
+    from hairseg_edge.training.gfile import filesystem_for
+
+    with pytest.raises(InputError, match=r"^nosuchfs://bucket/hair: TensorFlow has no filesystem for this URL"):
+        open_dataset("nosuchfs://bucket/hair", fs=filesystem_for("nosuchfs://bucket/hair"))
