@@ -11,6 +11,7 @@ they also exercise the "accepted from tensor shapes alone" warning).
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import struct
@@ -225,14 +226,21 @@ def test_a_real_png_bomb_is_refused_with_little_memory(tmp_path, tiny_tflite):
     bomb.write_bytes(b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", ihdr) + _png_chunk(b"IDAT", idat)
                      + _png_chunk(b"IEND", b""))
     assert bomb.stat().st_size < 1_000_000
-    proc = subprocess.Popen([sys.executable, "-m", "hairseg_edge", "run", str(bomb), "--model",
-                             str(tiny_tflite["float32"]), "--out", str(tmp_path / "out")],
-                            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, env=cli_env())
-    _, status, usage = os.wait4(proc.pid, 0)
-    stderr = proc.stderr.read().decode()
-    assert os.waitstatus_to_exitcode(status) == 2, stderr
+    # Linux keeps a process's peak RSS across fork and exec, so a child forked straight from this
+    # (large) pytest process would report pytest's own size: a small launcher process forks the
+    # command and reports the peak of its child alone.
+    launcher = ("import json, resource, subprocess, sys\n"
+                "proc = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)\n"
+                "peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss\n"
+                "print(json.dumps({'rc': proc.returncode, 'stderr': proc.stderr.decode(), 'peak_kb': peak}))\n")
+    proc = subprocess.run([sys.executable, "-c", launcher, sys.executable, "-m", "hairseg_edge", "run", str(bomb),
+                           "--model", str(tiny_tflite["float32"]), "--out", str(tmp_path / "out")],
+                          capture_output=True, text=True, env=cli_env(), timeout=300, check=True)
+    report = json.loads(proc.stdout)
+    stderr = report["stderr"]
+    assert report["rc"] == 2, stderr
     assert "30000x30000" in stderr and "Traceback" not in stderr
-    peak_mb = usage.ru_maxrss / 1024
+    peak_mb = report["peak_kb"] / 1024
     assert peak_mb < 1024, f"peak RSS {peak_mb:.0f} MB"
     print(f"peak RSS of the refusing process: {peak_mb:.0f} MB")
 
