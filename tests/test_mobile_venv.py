@@ -104,7 +104,8 @@ def _agreement(mobile_python: Path, model: Path, photo: Path, work: Path) -> dic
     from hairseg_edge.metrics import iou
 
     run_dir = work / "run"
-    proc = _run([_hairseg_edge(mobile_python), "run", str(photo), "--model", str(model),
+    # --roi off: MediaPipe's ImageSegmenter runs one pass on the whole frame, and so must run here.
+    proc = _run([_hairseg_edge(mobile_python), "run", str(photo), "--model", str(model), "--roi", "off",
                  "--out", str(run_dir)])
     assert proc.returncode == 0, f"hairseg-edge run failed:\n{_tail(proc.stderr)}"
     ours = read_mask(run_dir / f"{photo.stem}_mask.png").astype(bool)
