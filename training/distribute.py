@@ -46,6 +46,11 @@ class ClusterError(HairsegError):
     exit_code = 2
 
 
+class PeerLostError(ClusterError):
+    """A peer worker went away during training: this worker's collective runtime is broken, so the
+    command leaves without the interpreter's teardown (see ``hairseg-edge train``)."""
+
+
 @dataclass(frozen=True)
 class ClusterRole:
     """This process's place in a multi-worker job, read from ``TF_CONFIG``."""

@@ -38,7 +38,7 @@ from hairseg_edge.imageio import atomic_path, file_sha256, write_text
 from hairseg_edge.metrics import SegmentationMeter
 
 from . import archs
-from .distribute import ClusterError, cluster_role, is_peer_failure, select_strategy, use_mixed_precision
+from .distribute import PeerLostError, cluster_role, is_peer_failure, select_strategy, use_mixed_precision
 from .keras_compat import keras, tf
 from .losses import make_loss
 from .distill import distil_into, load_teacher
@@ -175,7 +175,7 @@ class Trainer:
             return self._run()
         except Exception as exc:
             if self.role is not None and is_peer_failure(exc):
-                raise ClusterError(f"a peer worker was lost ({reason(exc)}); the last completed epoch is "
+                raise PeerLostError(f"a peer worker was lost ({reason(exc)}); the last completed epoch is "
                                    f"saved in {self.run_dir}: restart every worker with --resume") from None
             raise
         finally:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib.util
+import os
+import sys
 from typing import Annotated, Any, Optional
 
 import typer
@@ -116,8 +118,19 @@ def train(
         steps_per_epoch=steps_per_epoch, init_from=bundled_or_path(init_from), augment=augment,
         keep=keep, average_last=average_last, teacher=bundled_or_path(teacher), distill_weight=distill_weight,
         loss=loss, targets=targets)
-    with _TrainProgress() as progress:
-        result = run_training(options, resume=resume, progress=progress)
+    from hairseg_edge.training.distribute import PeerLostError
+
+    try:
+        with _TrainProgress() as progress:
+            result = run_training(options, resume=resume, progress=progress)
+    except PeerLostError as err:
+        # With a peer gone, TensorFlow's collective runtime and the helper threads and pools around it
+        # are broken: the interpreter's teardown can hang on them or print their tracebacks (seen:
+        # multiprocessing's Pool.__del__ writing to a closed pipe). The checkpoint is saved; say the one
+        # line and leave at once.
+        print(f"hairseg-edge: {err}", file=sys.stderr, flush=True)
+        sys.stdout.flush()
+        os._exit(err.exit_code)
     console.print(
         f"[bold]done[/]: {result.epochs_run} epochs, best val IoU {result.best_val_iou:.4f} at epoch "
         f"{result.best_epoch}, {result.images_per_second:.1f} images/s"
