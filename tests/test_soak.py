@@ -161,7 +161,7 @@ def test_run_over_a_5000_frame_video_keeps_every_frame_and_flat_memory(tmp_path,
     cmd = [sys.executable, "-m", "hairseg_edge", "run", str(video), "--model", str(tiny_tflite["uint8"]),
            "--out", str(out), "--overlay", "--json", str(summary)]
     proc = subprocess.Popen(cmd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    with RssSampler(lambda: [proc.pid], interval=0.1) as sampler:
+    with RssSampler(lambda: [proc.pid], interval=0.02) as sampler:
         stdout, stderr = proc.communicate(timeout=900)
     assert proc.returncode == 0, stderr[-3000:]
     report = json.loads(summary.read_text())
