@@ -224,6 +224,20 @@ def _fused_block(x, out_ch: int, stride: int, name: str, expansion: int = 2):
     return y
 
 
+def _fused_decoder(x, skips, width: float):
+    """fused_unet's decoder, shared by fused_unet_ctx: from stride 32, bilinear x2 steps, each adding a
+    1x1-projected skip, then a 3x3 conv. The layer names are part of saved models and checkpoints."""
+    dec = {16: _ch(48, width), 8: _ch(32, width), 4: _ch(24, width), 2: _ch(16, width)}
+    x = _conv_bn_relu(x, dec[16], "dec_in", kernel=1)
+    for i, s in enumerate((16, 8, 4, 2)):
+        x = layers.UpSampling2D(2, interpolation="bilinear", name=f"dec{i}_up")(x)
+        skip = layers.Conv2D(x.shape[-1], 1, use_bias=False, name=f"dec{i}_skip")(skips[s])
+        skip = layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"dec{i}_skip_bn")(skip)
+        x = layers.Add(name=f"dec{i}_add")([x, skip])
+        x = _conv_bn_relu(x, dec[s], f"dec{i}", relu6=True)
+    return x
+
+
 def build_fused_unet(input_size: int = 160, width: float = 0.75, batch_size: int | None = None) -> keras.Model:
     """Int8-first mobile U-Net: fused blocks at strides 4-8 (where the time goes), plain 3x3 convs at
     strides 16-32, and a decoder that adds 1x1-projected skips to the upsampled path before one 3x3 conv.
@@ -247,14 +261,7 @@ def build_fused_unet(input_size: int = 160, width: float = 0.75, batch_size: int
     skips[16] = x = _conv_bn_relu(x, ch[16], "tail1", relu6=True)
     x = _conv_bn_relu(x, ch[32], "tail2", stride=2, relu6=True)
     x = _conv_bn_relu(x, ch[32], "tail3", relu6=True)
-    dec = {16: _ch(48, width), 8: _ch(32, width), 4: _ch(24, width), 2: _ch(16, width)}
-    x = _conv_bn_relu(x, dec[16], "dec_in", kernel=1)
-    for i, s in enumerate((16, 8, 4, 2)):
-        x = layers.UpSampling2D(2, interpolation="bilinear", name=f"dec{i}_up")(x)
-        skip = layers.Conv2D(x.shape[-1], 1, use_bias=False, name=f"dec{i}_skip")(skips[s])
-        skip = layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"dec{i}_skip_bn")(skip)
-        x = layers.Add(name=f"dec{i}_add")([x, skip])
-        x = _conv_bn_relu(x, dec[s], f"dec{i}", relu6=True)
+    x = _fused_decoder(x, skips, width)
     return keras.Model(inp, _head(x, upsample=2), name="fused_unet")
 
 
@@ -309,14 +316,7 @@ def build_fused_unet_ctx(input_size: int = 256, width: float = 1.0, batch_size: 
     for i in range(low_res_blocks):
         x = _residual_conv(x, f"res32_{i}")
     x = _context_module(x)
-    dec = {16: _ch(48, width), 8: _ch(32, width), 4: _ch(24, width), 2: _ch(16, width)}
-    x = _conv_bn_relu(x, dec[16], "dec_in", kernel=1)
-    for i, s in enumerate((16, 8, 4, 2)):
-        x = layers.UpSampling2D(2, interpolation="bilinear", name=f"dec{i}_up")(x)
-        skip = layers.Conv2D(x.shape[-1], 1, use_bias=False, name=f"dec{i}_skip")(skips[s])
-        skip = layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"dec{i}_skip_bn")(skip)
-        x = layers.Add(name=f"dec{i}_add")([x, skip])
-        x = _conv_bn_relu(x, dec[s], f"dec{i}", relu6=True)
+    x = _fused_decoder(x, skips, width)
     return keras.Model(inp, _head(x, upsample=2), name="fused_unet_ctx")
 
 
