@@ -198,12 +198,13 @@ class RegionStage:
 
     # -- maps ----------------------------------------------------------------------------------
 
-    def _likely(self, seg: Segmentation) -> np.ndarray:
-        """Boolean "maybe hair" map (probability > LOCATE_THRESHOLD) at the segmentation's size."""
+    def _likely(self, seg: Segmentation, rows: slice = slice(None), cols: slice = slice(None)) -> np.ndarray:
+        """Boolean "maybe hair" map (probability > LOCATE_THRESHOLD) of the segmentation, or of its
+        ``rows`` x ``cols`` window (so a tracked frame compares only its box, not the whole frame)."""
         if seg.integers is not None:
             q = contract.quantized_threshold(LOCATE_THRESHOLD, seg._scale, seg._zero_point)
-            return seg.integers > q
-        return seg.probability > LOCATE_THRESHOLD
+            return seg.integers[rows, cols] > q
+        return seg.probability[rows, cols] > LOCATE_THRESHOLD
 
     def locate(self, seg: Segmentation) -> list[Box]:
         """Boxes around the ``max_people`` largest hair components of a whole-frame segmentation."""
@@ -302,11 +303,25 @@ class RegionStage:
 
 def hair_box(likely: np.ndarray, box: Box, config: RoiConfig) -> Box | None:
     """The box that the "maybe hair" map of ``box``'s crop calls for, in frame pixels (None: no hair)."""
-    ys, xs = np.nonzero(likely)
-    if xs.size == 0:
+    extent = bounding_extent(likely)
+    if extent is None:
         return None
-    return square_around(box.x + int(xs.min()), box.y + int(ys.min()), box.x + int(xs.max()) + 1,
-                         box.y + int(ys.max()) + 1, config.box_scale, config.min_box)
+    x0, y0, x1, y1 = extent
+    return square_around(box.x + x0, box.y + y0, box.x + x1, box.y + y1, config.box_scale, config.min_box)
+
+
+def bounding_extent(likely: np.ndarray) -> Extent | None:
+    """``(x0, y0, x1, y1)`` (exclusive) of the true pixels of a boolean map, None when there are none.
+
+    Row and column ``any`` instead of ``np.nonzero``: a tracked video frame measures its hair's extent
+    every frame, and listing the coordinates of every hair pixel cost 0.17 ms of a 1.8 ms frame."""
+    rows = likely.any(axis=1)
+    if not rows.any():
+        return None
+    cols = likely.any(axis=0)
+    y0, y1 = int(rows.argmax()), len(rows) - int(rows[::-1].argmax())
+    x0, x1 = int(cols.argmax()), len(cols) - int(cols[::-1].argmax())
+    return x0, y0, x1, y1
 
 
 def touches_border(mask: np.ndarray, box: Box, frame_hw: tuple[int, int]) -> bool:
@@ -325,7 +340,10 @@ def touches_border(mask: np.ndarray, box: Box, frame_hw: tuple[int, int]) -> boo
 
 
 def _thumbnail(rgb: np.ndarray) -> np.ndarray:
-    gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+    """A 32x32 gray thumbnail for scene-cut detection, from every k-th pixel: converting the whole
+    frame to gray first cost as much as the rest of a tracked frame's bookkeeping together."""
+    step = max(1, min(rgb.shape[:2]) // 64)
+    gray = cv2.cvtColor(np.ascontiguousarray(rgb[::step, ::step]), cv2.COLOR_RGB2GRAY)
     return cv2.resize(gray, (32, 32), interpolation=cv2.INTER_AREA).astype(np.int16)
 
 
@@ -371,12 +389,11 @@ class RegionTracker:
     def _box_of(self, result: Segmentation, box: Box) -> Box | None:
         """The box the hair inside ``box`` of ``result`` calls for, or None when there is none."""
         rows, cols = _frame_rect(result.mask.shape, box)
-        likely = self.stage._likely(result)[rows, cols]
-        ys, xs = np.nonzero(likely)
-        if xs.size == 0:
+        extent = bounding_extent(self.stage._likely(result, rows, cols))
+        if extent is None:
             return None
-        x0, y0 = cols.start + int(xs.min()), rows.start + int(ys.min())
-        return square_around(x0, y0, cols.start + int(xs.max()) + 1, rows.start + int(ys.max()) + 1,
+        x0, y0, x1, y1 = extent
+        return square_around(cols.start + x0, rows.start + y0, cols.start + x1, rows.start + y1,
                              self.stage.config.box_scale, self.stage.config.min_box)
 
     def _update(self, measured: list[Box | None], *, smooth: bool, keep_side: bool = False) -> None:
@@ -420,5 +437,5 @@ def with_max_people(config: RoiConfig | None, max_people: int | None) -> RoiConf
     return config if max_people is None else replace(config, max_people=max_people)
 
 
-__all__ = ["LOCATE_THRESHOLD", "ROI_MODES", "Box", "RegionStage", "RegionTracker", "RoiConfig", "crop", "hair_box", "touches_border",
+__all__ = ["LOCATE_THRESHOLD", "ROI_MODES", "Box", "RegionStage", "RegionTracker", "RoiConfig", "bounding_extent", "crop", "hair_box", "touches_border",
            "group_components", "hair_components", "merge_boxes", "paste", "square_around", "with_max_people"]

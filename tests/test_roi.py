@@ -13,7 +13,7 @@ import pytest
 
 from hairseg_edge import contract
 from hairseg_edge.errors import InputError
-from hairseg_edge.roi import (Box, RoiConfig, crop, group_components, hair_components, merge_boxes, paste,
+from hairseg_edge.roi import (Box, RoiConfig, bounding_extent, crop, group_components, hair_components, merge_boxes, paste,
                               square_around)
 
 REPO = Path(__file__).resolve().parents[1]
@@ -72,6 +72,18 @@ def test_crop_past_the_frame_is_padded_and_paste_writes_only_inside():
     assert (crop(rgb, Box(20, 20, 4)) == contract.PAD_VALUE).all()
     paste(canvas, np.full((4, 4), 7.0, np.float32), Box(20, 20, 4))
     assert canvas.max() == 1.0
+
+
+def test_bounding_extent_matches_the_pixels_it_bounds():
+    """The tracked frame's fast extent (row/column any) equals the extent of np.nonzero's pixels."""
+    rng = np.random.default_rng(5)
+    assert bounding_extent(np.zeros((7, 9), bool)) is None
+    for _ in range(200):
+        h, w = rng.integers(1, 40, size=2)
+        likely = rng.random((h, w)) > rng.choice([0.5, 0.97, 0.999])
+        ys, xs = np.nonzero(likely)
+        expected = None if xs.size == 0 else (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)
+        assert bounding_extent(likely) == expected
 
 
 def test_far_small_blobs_are_dropped_and_near_strands_join_the_head():
