@@ -1,7 +1,12 @@
-"""Turn a training run into the bundled default model, measured side by side with the public peers.
+"""Turn a training run into a bundled model tier, measured side by side with the public peers.
 
-    python benchmarks/ship_default_model.py RUN_DIR [--data-root ../shared/data] [--peers ../shared/peers]
-        [--install]  # copy the result into hairseg_edge/models/
+    python benchmarks/ship_default_model.py RUN_DIR [--tier default|large] [--data-root ../shared/data]
+        [--peers ../shared/peers] [--install]  # copy the result into hairseg_edge/models/
+
+``--tier default`` (the fast tier) writes ``benchmarks/results/default_model.{json,md}`` and
+``model_card.json``; ``--tier large`` writes ``large_model.{json,md}`` and ``model_card_large.json``, and
+also scores and times the bundled fast tier (float and int8) in the same run, so its page has both tiers
+and the peers side by side. ``MODEL_CARD.md`` is rendered from every tier's card.
 
 Steps (all through the project's own library, as a user would run them):
 1. export RUN_DIR/model.keras to float32 + int8 (uint8 I/O) with the accuracy gate, calibrating on a
@@ -33,7 +38,7 @@ import cv2
 from _common import cpu_model  # benchmarks/ is on sys.path when this script runs
 
 from hairseg_edge.imageio import file_sha256
-from hairseg_edge.models import FILES
+from hairseg_edge.models import DEFAULT_TIER, FILES, TIERS, Tier
 
 SMALL_HEAD_ZOOMS = [0.6, 0.4]
 REPO = Path(__file__).resolve().parents[1]
@@ -99,6 +104,21 @@ def calibration_folder(data_root: Path, work: Path, seed: int = 0) -> Path:
     return folder.parent
 
 
+def results_name(tier: str) -> str:
+    """The results page of a tier: ``default_model`` (the fast tier, as before tiers) or ``<tier>_model``."""
+    return f"{tier}_model"
+
+
+def float_tflite(keras_model: Path, out: Path) -> Path:
+    """A float32 .tflite of a float .keras model (batch 1), to score and time it through the runtime."""
+    from hairseg_edge.export.convert import convert
+    from hairseg_edge.export.keras_models import load_float_model, with_batch_size_one
+    from hairseg_edge.export.options import VARIANTS
+
+    out.write_bytes(convert(with_batch_size_one(load_float_model(keras_model)), VARIANTS["float32"]))
+    return out
+
+
 def export(run: Path, data_root: Path, work: Path) -> dict:
     from hairseg_edge.export import ExportOptions, export_model
 
@@ -115,6 +135,11 @@ def package(int8: Path, out: Path) -> None:
         subprocess.run(["bash", str(REPO / "scripts" / "mobile_venv.sh")], check=True, cwd=REPO)
     subprocess.run([str(mobile_py), "package", str(int8), "--out", str(out), "--force"], check=True)
 
+
+#: How a tier's card names it ("hairseg-edge <title> hair segmenter").
+TIER_TITLES = {"default": "default", "large": "large"}
+#: The fast tier's rows in another tier's card (scored and timed in that tier's ship run).
+FAST_FLOAT, FAST_INT8 = "fast float32", "fast int8"
 
 #: The models also scored and timed with mirror test-time augmentation (``--flip-tta``), as a row named
 #: ``"<model> --flip-tta"``: what a user who can spend twice the time gets.
@@ -196,14 +221,17 @@ def bench_all(models: dict[str, tuple[Path, str | None]], image: Path, rounds: i
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("run", type=Path, nargs="?", help="the training run folder (not needed with --card-only)")
+    ap.add_argument("--tier", choices=list(TIERS), default=DEFAULT_TIER,
+                    help="which bundled tier the run becomes (default: the fast default tier)")
     ap.add_argument("--data-root", type=Path, default=REPO.parent / "shared" / "data")
     ap.add_argument("--peers", type=Path, default=REPO.parent / "shared" / "peers")
     ap.add_argument("--install", action="store_true", help="copy the models and card into hairseg_edge/models")
     ap.add_argument("--card-only", action="store_true",
                     help="only re-render MODEL_CARD.md and the tables from benchmarks/results/default_model.json")
     args = ap.parse_args()
+    tier = TIERS[args.tier]
     if args.card_only:
-        card = json.loads((RESULTS / "default_model.json").read_text())
+        card = json.loads((RESULTS / f"{results_name(tier.name)}.json").read_text())
         card.update(pi5_estimate(card["macs"]))
         write_results(card)
         install_card(card)
@@ -218,10 +246,14 @@ def main() -> None:
     export_report = export(args.run, args.data_root, work)
     float32 = next(Path(v["path"]) for v in export_report["variants"] if v["name"] == "float32")
     int8_raw = next(Path(v["path"]) for v in export_report["variants"] if v["name"] == "int8")
-    int8 = work / FILES["int8"]
+    int8 = work / tier.files["int8"]
     package(int8_raw, int8)
 
     models: dict[str, tuple[Path, str | None]] = {"hairseg float32": (float32, None), "hairseg int8": (int8, None)}
+    if tier.name != DEFAULT_TIER:  # the fast tier as it ships, in the same run
+        fast = TIERS[DEFAULT_TIER]
+        models[FAST_FLOAT] = (float_tflite(fast.path("float"), work / "fast_float32.tflite"), None)
+        models[FAST_INT8] = (fast.path("int8"), None)
     for name, (file, adapter) in PEERS.items():
         models[name] = (args.peers / file, adapter)
     metrics = evaluate_all(models, args.data_root)
@@ -245,7 +277,7 @@ def main() -> None:
     stages = training_stages(args.run)
     last_trained = [st for st in stages if st.get("kind") != "average"][-1]
     card = {
-        "name": "hairseg-edge default hair segmenter",
+        "name": f"hairseg-edge {TIER_TITLES[tier.name]} hair segmenter", "tier": tier.name,
         "date": dt.date.today().isoformat(),
         "architecture": options["arch"], "architecture_summary": arch_summary(options["arch"]),
         "width": options["width"], "input_size": options["img_size"],
@@ -271,8 +303,8 @@ def main() -> None:
     write_results(card)
     print(render_table(card))
     if args.install:
-        shutil.copyfile(int8, MODELS / FILES["int8"])
-        shutil.copyfile(args.run / "model.keras", MODELS / FILES["float"])
+        shutil.copyfile(int8, MODELS / tier.files["int8"])
+        shutil.copyfile(args.run / "model.keras", MODELS / tier.files["float"])
         install_card(card)
         print(f"installed into {MODELS}")
 
@@ -409,8 +441,9 @@ def shipped_card(model: Path) -> dict | None:
     """The model card beside a float model this script installed (``hairseg_edge/models``), when the
     card is that file's: cards since v16 name their float file's digest, and a float model swapped
     under the card is not its model."""
-    card_file = model.parent / CARD_JSON
-    if model.name != FILES["float"] or not card_file.is_file():
+    tier = next((t for t in TIERS.values() if t.files["float"] == model.name), None)
+    card_file = model.parent / (tier.card if tier else CARD_JSON)
+    if tier is None or not card_file.is_file():
         return None
     card = json.loads(card_file.read_text())
     if card.get("float_sha256") not in (None, file_sha256(model)):
@@ -426,20 +459,45 @@ def shipped_stages(model: Path) -> list[dict] | None:
     return card["training"]["stages"] if card is not None else None
 
 
+def card_tier(card: dict) -> Tier:
+    """The tier a card describes (cards from before tiers describe the default)."""
+    return TIERS[card.get("tier", DEFAULT_TIER)]
+
+
 def write_results(card: dict) -> None:
-    """benchmarks/results/default_model.{json,md}."""
+    """benchmarks/results/<tier>_model.{json,md}."""
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "default_model.json").write_text(json.dumps(card, indent=1) + "\n")
-    (RESULTS / "default_model.md").write_text(render_table(card))
+    name = results_name(card_tier(card).name)
+    (RESULTS / f"{name}.json").write_text(json.dumps(card, indent=1) + "\n")
+    (RESULTS / f"{name}.md").write_text(render_table(card))
 
 
-def install_card(card: dict) -> None:
-    (MODELS / CARD_JSON).write_text(json.dumps(card, indent=1) + "\n")
-    (MODELS / "MODEL_CARD.md").write_text(render_card(card))
+def install_card(card: dict, models_dir: Path = MODELS) -> None:
+    """Write the tier's card JSON, then MODEL_CARD.md from every tier's card in ``models_dir``."""
+    (models_dir / card_tier(card).card).write_text(json.dumps(card, indent=1) + "\n")
+    (models_dir / "MODEL_CARD.md").write_text(render_cards(models_dir))
+
+
+def render_cards(models_dir: Path = MODELS) -> str:
+    """MODEL_CARD.md: the card of each tier whose card JSON is in ``models_dir``, fastest tier first."""
+    cards = [json.loads(t.card_path(models_dir).read_text()) for t in TIERS.values() if t.card_path(models_dir).is_file()]
+    return "\n".join(render_card(card) for card in cards)
+
+
+def row_label(card: dict, model: str) -> str:
+    """A model's row name in a tier's tables: another tier's card names its own model by the tier
+    (``large int8``) beside the fast tier's rows; the default card keeps ``hairseg int8``."""
+    tier = card.get("tier", DEFAULT_TIER)
+    if tier != DEFAULT_TIER and model.startswith("hairseg "):
+        return tier + model[len("hairseg"):]
+    return model
 
 
 def render_table(card: dict) -> str:
-    lines = [f"# Default model vs the public hair models ({card['date']})", "",
+    tier = card.get("tier", DEFAULT_TIER)
+    title = ("Default model vs the public hair models" if tier == DEFAULT_TIER
+             else f"The {tier} tier vs the fast default and the public hair models")
+    lines = [f"# {title} ({card['date']})", "",
              f"Machine: {card['machine']['cpu']}, {card['machine']['cores']} cores; "
              + ", ".join(f"{k} {v}" for k, v in card["machine"]["versions"].items()), "",
              "Global IoU / F1 on each recorded validation split (hairseg_edge/splits); latency: "
@@ -456,7 +514,7 @@ def render_table(card: dict) -> str:
         t = card["timing_ms"].get(model, {})
         size = t.get("size_bytes")
         # A --flip-tta row has no model-only time (two invocations per frame) and no file of its own.
-        lines.append(f"| {model} | " + " | ".join(cells)
+        lines.append(f"| {row_label(card, model)} | " + " | ".join(cells)
                      + " | " + " | ".join(_cell(t.get(key)) for key in ("p50_ms", "rgb_to_mask_ms",
                                                                          "end_to_end_p50_ms"))
                      + f" | {_cell(size / 1024 if size else None, 0)} |")
@@ -585,7 +643,18 @@ def render_card(card: dict) -> str:
     ours = m["celebamask-hq-hair"]["hairseg int8"]["iou"]
     t = card["timing_ms"].get("hairseg int8", {})
     tr = card["training"]
-    return f"""# Model card: {card['name']}
+    tier = card.get("tier", DEFAULT_TIER)
+    files = TIERS[tier].files
+    if tier == DEFAULT_TIER:
+        heading = card["name"]
+        file_row = (f"`{files['int8']}` (default for run/bench/eval/info; MediaPipe Tasks metadata included), "
+                    f"`{files['float']}` (the float original it was exported from; default of `hairseg-edge export`)")
+    else:
+        heading = f"{card['name']} (`--model {tier}`)"
+        file_row = (f"`{files['int8']}` (`--model {tier}` in run/bench/eval/info; MediaPipe Tasks metadata "
+                    f"included), `{files['float']}` (the float original it was exported from; "
+                    f"`hairseg-edge export --model {tier}`)")
+    return f"""# Model card: {heading}
 
 **Licence of these weights: non-commercial research use only.** They were trained on subsets of
 CelebAMask-HQ, Figaro-1k and LFW Part Labels, whose terms allow non-commercial research only; the weights
@@ -594,7 +663,7 @@ you have the rights to (README, "Train a model of your own").
 
 | | |
 | --- | --- |
-| files | `hairseg_int8.tflite` (default for run/bench/eval/info; MediaPipe Tasks metadata included), `hairseg_float.keras` (the float original it was exported from; default of `hairseg-edge export`) |
+| files | {file_row} |
 | architecture | `{card['architecture']}` ({card['architecture_summary']}), width {card['width']} |
 | input | {card['input']}, S = {card['input_size']} |
 | output | {card['output']} |
