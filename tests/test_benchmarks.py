@@ -664,3 +664,29 @@ def test_large_candidates_end_to_end_at_toy_scale(toy_data, tmp_path, peers_dir)
     # An existing result is not overwritten without --force.
     again = _run("large_candidates.py", ["--data", str(toy_data), "--results", str(results)], tmp_path / "cache")
     assert again.returncode == 2 and "--force" in again.stderr
+
+
+def test_ship_large_tier_card_sits_beside_the_default_and_names_its_rows_by_tier(tmp_path):
+    """--tier large: its card JSON goes beside the default's, MODEL_CARD.md has a section per tier,
+    and its tables name its own model `large int8` next to the fast tier's rows."""
+    ship = _load("ship_default_model")
+    from hairseg_edge.models import MODELS_DIR, TIERS
+
+    default = json.loads((MODELS_DIR / "model_card.json").read_text())
+    (tmp_path / "model_card.json").write_text(json.dumps(default))
+    large = {**json.loads(json.dumps(default)), "tier": "large", "name": "hairseg-edge large hair segmenter",
+             "input_size": 256}
+    for rows in large["metrics"].values():
+        rows[ship.FAST_INT8] = rows["hairseg int8"]
+    ship.install_card(large, tmp_path)
+    assert json.loads((tmp_path / TIERS["large"].card).read_text())["tier"] == "large"
+    text = (tmp_path / "MODEL_CARD.md").read_text()
+    assert text.index("# Model card: hairseg-edge default hair segmenter") < text.index(
+        "# Model card: hairseg-edge large hair segmenter (`--model large`)")
+    assert "`hairseg_large_int8.tflite` (`--model large`" in text
+    table = ship.render_table(large)
+    assert table.startswith("# The large tier vs the fast default and the public hair models")
+    assert "| large int8 |" in table and "| fast int8 |" in table and "| hairseg int8 |" not in table
+    assert "| large int8 --flip-tta |" in table
+    assert ship.render_table(default) == (MODELS_DIR.parents[1] / "benchmarks" / "results"
+                                          / "default_model.md").read_text()  # the default's page as before

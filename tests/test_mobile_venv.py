@@ -152,20 +152,28 @@ def test_model_wrapped_by_package_loads_in_mediapipe_and_agrees_with_run(
     assert result["matched_iou"] >= MIN_IOU, result
 
 
-def test_bundled_int8_model_ships_packaged():
-    if not BUNDLED_INT8.is_file():
-        pytest.skip(f"{BUNDLED_INT8.relative_to(REPO)} is not in the repo yet")
+#: Every tier's int8 file ships packaged and loads in MediaPipe's ImageSegmenter.
+TIER_FILES = ("hairseg_int8.tflite", "hairseg_large_int8.tflite")
+
+
+@pytest.mark.parametrize("name", TIER_FILES)
+def test_bundled_int8_model_ships_packaged(name):
+    model = BUNDLED_INT8.parent / name
+    if not model.is_file():
+        pytest.fail(f"{model.relative_to(REPO)} is missing: every tier ships")
     from hairseg_edge.mediapipe_meta import is_packaged, model_io
 
-    assert is_packaged(BUNDLED_INT8), "run: hairseg-edge package on it before shipping"
-    assert model_io(BUNDLED_INT8.read_bytes()).input.dtype == "uint8"
+    assert is_packaged(model), "run: hairseg-edge package on it before shipping"
+    assert model_io(model.read_bytes()).input.dtype == "uint8"
 
 
-def test_bundled_int8_model_loads_in_mediapipe_and_agrees_with_run(mobile_python, sample_photo,
+@pytest.mark.parametrize("name", TIER_FILES)
+def test_bundled_int8_model_loads_in_mediapipe_and_agrees_with_run(name, mobile_python, sample_photo,
                                                                     tmp_path):
-    if not BUNDLED_INT8.is_file():
-        pytest.skip(f"{BUNDLED_INT8.relative_to(REPO)} is not in the repo yet")
-    result = _agreement(mobile_python, BUNDLED_INT8, sample_photo, tmp_path)
+    model = BUNDLED_INT8.parent / name
+    if not model.is_file():
+        pytest.fail(f"{model.relative_to(REPO)} is missing: every tier ships")
+    result = _agreement(mobile_python, model, sample_photo, tmp_path)
     assert 0.02 < result["hair_fraction"] < 0.98
     assert result["matched_iou"] >= MIN_IOU, result
     if sample_photo == SAMPLE_PHOTO:

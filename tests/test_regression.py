@@ -1,10 +1,12 @@
-"""Regression tests of the bundled model's quantized accuracy: a change that degrades int8 fails CI.
+"""Regression tests of the bundled models' quantized accuracy: a change that degrades int8 fails CI.
 
-(a) Always: the bundled int8 model agrees with the bundled float model on the sample photo and
-    generated faces, and a fresh int8 export of the bundled float model agrees with the bundled int8.
+Every test runs once per bundled tier (``default`` and ``large``; hairseg_edge/models).
+
+(a) Always: the tier's int8 model agrees with its float model on the sample photo and generated
+    faces, and a fresh int8 export of its float model agrees with the bundled int8.
 (b) With ``HAIRSEG_DATA`` (a copy of celebamask-hq-hair; ``.ci/run`` sets it when ../shared has it):
     on the fixed 300-id subset of the validation split, int8 IoU >= float IoU - 0.003 and
-    int8 IoU >= the model card's figure - 0.005.
+    int8 IoU >= the tier's model card figure - 0.005.
 """
 
 from __future__ import annotations
@@ -20,16 +22,15 @@ import pytest
 from hairseg_edge import contract
 from hairseg_edge.imageio import read_image
 from hairseg_edge.metrics import AgreementMeter
-from hairseg_edge.models import MODELS_DIR
+from hairseg_edge.models import MODELS_DIR, TIERS, Tier, bundled_tiers
 from hairseg_edge.runtime import Segmenter
 from hairseg_edge.synth import render_sample
 
 pytestmark = pytest.mark.train
 
 REPO = Path(__file__).resolve().parents[1]
-INT8 = MODELS_DIR / "hairseg_int8.tflite"
-FLOAT = MODELS_DIR / "hairseg_float.keras"
-CARD = MODELS_DIR / "model_card.json"
+#: The tiers this repository ships (a missing file is a failure, not a skip).
+SHIPPED_TIERS = ("default", "large")
 SPLITS = REPO / "hairseg_edge" / "splits"
 SAMPLE = REPO / "examples" / "astronaut.png"
 MIN_AGREEMENT = 0.97
@@ -44,15 +45,20 @@ def _check_images() -> list[np.ndarray]:
     return images
 
 
+@pytest.fixture(scope="module", params=[t for t in SHIPPED_TIERS if TIERS[t] in bundled_tiers()])
+def tier(request) -> Tier:
+    return TIERS[request.param]
+
+
 @pytest.fixture(scope="module")
-def float_tflite(tmp_path_factory) -> Path:
-    """The bundled float model converted to a float32 .tflite, so both models run through one runtime."""
+def float_tflite(tier, tmp_path_factory) -> Path:
+    """The tier's float model converted to a float32 .tflite, so both models run through one runtime."""
     from hairseg_edge.export.convert import convert
     from hairseg_edge.export.keras_models import load_float_model, with_batch_size_one
     from hairseg_edge.export.options import VARIANTS
 
-    model = with_batch_size_one(load_float_model(FLOAT))
-    path = tmp_path_factory.mktemp("regression") / "hairseg_float32.tflite"
+    model = with_batch_size_one(load_float_model(tier.path("float")))
+    path = tmp_path_factory.mktemp("regression") / f"{tier.name}_float32.tflite"
     path.write_bytes(convert(model, VARIANTS["float32"]))
     return path
 
@@ -66,28 +72,34 @@ def _agreement(a: Path, b: Path, images: list[np.ndarray]) -> float:
     return meter.result().iou
 
 
-def test_bundled_models_are_present_and_described():
-    assert INT8.is_file() and FLOAT.is_file() and CARD.is_file()
-    assert sorted(p.name for p in MODELS_DIR.glob("*int8*.tflite")) == ["hairseg_int8.tflite"]
-    card = json.loads(CARD.read_text())
-    assert card["input_size"] == Segmenter(INT8).input_size
-    assert "non-commercial" in (MODELS_DIR / "MODEL_CARD.md").read_text().lower()
+def test_every_tier_ships_with_its_files_and_card():
+    assert [t.name for t in bundled_tiers()] == list(SHIPPED_TIERS)
+    assert sorted(p.name for p in MODELS_DIR.glob("*int8*.tflite")) == sorted(
+        TIERS[t].files["int8"] for t in SHIPPED_TIERS)
+    text = (MODELS_DIR / "MODEL_CARD.md").read_text()
+    assert "non-commercial" in text.lower()
+    for name in SHIPPED_TIERS:
+        tier = TIERS[name]
+        assert tier.path("float").is_file() and tier.card_path().is_file()
+        card = json.loads(tier.card_path().read_text())
+        assert card["input_size"] == Segmenter(tier.path("int8")).input_size
+        assert card["name"] in text  # MODEL_CARD.md has a section per tier
 
 
-def test_model_card_float_sha256_is_the_bundled_keras_file():
-    """The card describes the float model that ships: replacing hairseg_float.keras without a new card
-    (or the reverse) turns this red."""
+def test_model_card_float_sha256_is_the_bundled_keras_file(tier):
+    """The card describes the float model that ships: replacing the tier's .keras file without a new
+    card (or the reverse) turns this red."""
     import hashlib
 
-    card = json.loads(CARD.read_text())
-    assert card["float_sha256"] == hashlib.sha256(FLOAT.read_bytes()).hexdigest()
+    card = json.loads(tier.card_path().read_text())
+    assert card["float_sha256"] == hashlib.sha256(tier.path("float").read_bytes()).hexdigest()
 
 
-def test_bundled_int8_agrees_with_bundled_float(float_tflite):
-    assert _agreement(INT8, float_tflite, _check_images()) >= MIN_AGREEMENT
+def test_bundled_int8_agrees_with_bundled_float(tier, float_tflite):
+    assert _agreement(tier.path("int8"), float_tflite, _check_images()) >= MIN_AGREEMENT
 
 
-def test_fresh_int8_export_of_bundled_float_agrees_with_bundled_int8(tmp_path):
+def test_fresh_int8_export_of_bundled_float_agrees_with_bundled_int8(tier, tmp_path):
     """Re-export through the real export stage (calibration, gate) and compare with what ships: on the
     real data when HAIRSEG_DATA is set; otherwise calibrated on the smoke set `make demo` calibrates on
     (the sample photo, augmented variants of it and generated faces: scripts/demo_images.py) and gated
@@ -100,7 +112,7 @@ def test_fresh_int8_export_of_bundled_float_agrees_with_bundled_int8(tmp_path):
     data_root = os.environ.get("HAIRSEG_DATA")
     calib = tmp_path / "calib"
     if data_root:
-        options = ExportOptions(FLOAT, variants=("int8",), data=data_root, limit=120,
+        options = ExportOptions(tier.path("float"), variants=("int8",), data=data_root, limit=120,
                                 out=tmp_path / "out")
     else:
         spec = importlib.util.spec_from_file_location("demo_images", REPO / "scripts" / "demo_images.py")
@@ -109,7 +121,7 @@ def test_fresh_int8_export_of_bundled_float_agrees_with_bundled_int8(tmp_path):
         demo_images.main(str(SAMPLE), str(calib))
         held_out = make_dataset(tmp_path / "held_out", n=24, size=[(256, 256), (200, 300), (320, 240)],
                                 seed=77)
-        options = ExportOptions(FLOAT, variants=("int8",), calib=calib, eval_data=held_out,
+        options = ExportOptions(tier.path("float"), variants=("int8",), calib=calib, eval_data=held_out,
                                 out=tmp_path / "out")
     report = export_model(options)
     assert report.evaluation["ground_truth"] is True  # an IoU gate, not agreement only
@@ -120,7 +132,7 @@ def test_fresh_int8_export_of_bundled_float_agrees_with_bundled_int8(tmp_path):
     fresh = Path(report.variant("int8").path)
     float_iou, int8_iou = report.float.iou, report.variant("int8").iou
     assert float_iou > 0.75 and int8_iou >= float_iou - options.max_drop
-    assert _agreement(fresh, INT8, _check_images()) >= MIN_AGREEMENT
+    assert _agreement(fresh, tier.path("int8"), _check_images()) >= MIN_AGREEMENT
 
 
 # --- (b) real data ----------------------------------------------------------------------------------------
@@ -134,13 +146,13 @@ def regression_set():
     return select_dataset(root, ids_file=SPLITS / "celebamask-hq-hair_regression300.txt")
 
 
-def test_int8_iou_on_real_faces_holds_against_float_and_the_model_card(regression_set, float_tflite):
+def test_int8_iou_on_real_faces_holds_against_float_and_the_model_card(tier, regression_set, float_tflite):
     from hairseg_edge.evaluate import evaluate
 
     assert len(regression_set) == 300
-    result = evaluate(INT8, regression_set, reference=float_tflite)
+    result = evaluate(tier.path("int8"), regression_set, reference=float_tflite)
     int8_iou, float_iou = result.metrics.iou, result.reference.metrics.iou
-    card = json.loads(CARD.read_text())["regression300"]
+    card = json.loads(tier.card_path().read_text())["regression300"]
     assert int8_iou >= float_iou - 0.003, f"int8 {int8_iou:.4f} vs float {float_iou:.4f}"
     assert int8_iou >= card["int8_iou"] - 0.005, f"int8 {int8_iou:.4f} vs card {card['int8_iou']:.4f}"
     assert result.agreement.iou >= MIN_AGREEMENT
@@ -161,7 +173,7 @@ def test_recorded_validation_ids_are_the_hash_split():
     assert read_id_list(SPLITS / "celebamask-hq-hair_regression300.txt") == val.ids[:300]
 
 
-def test_contract_of_the_bundled_int8_model():
-    seg = Segmenter(INT8)
+def test_contract_of_the_bundled_int8_model(tier):
+    seg = Segmenter(tier.path("int8"))
     assert seg.contract is not None and seg.contract.version == contract.CONTRACT_VERSION
     assert str(seg.input_dtype).endswith("uint8")
