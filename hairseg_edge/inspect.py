@@ -31,6 +31,7 @@ from . import tflite_meta
 from .adapters import TensorSpec, detect_adapter, get_adapter
 from .contract import METADATA_NAME
 from .errors import InputError
+from .models import tier_summary
 
 # ------------------------------------------------------------------------------------------------
 # Schema helpers
@@ -394,6 +395,7 @@ class ModelInfo:
     backend: str | None
     gpu: GpuCompatibility | None
     description: str = ""
+    tier: dict[str, Any] | None = None  # a bundled tier's file: models.tier_summary
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -418,6 +420,7 @@ class ModelInfo:
             "load_error": self.load_error,
             "backend": self.backend,
             "gpu_delegate": None if self.gpu is None else self.gpu.to_dict(),
+            "tier": self.tier,
         }
 
 
@@ -516,4 +519,5 @@ def inspect_model(model: str | os.PathLike[str], *, check_gpu: bool = True,
         backend=backend,
         gpu=gpu_compatibility(path, unpacked) if check_gpu else None,
         description=_text(unpacked.description),
+        tier=tier_summary(path),
     )

@@ -88,9 +88,13 @@ def test_card_iou_reads_the_validation_splits_of_the_card():
     ["run", "{image}", "--model", "large", "--out", "{out}"],
     ["export", "--model", "large", "--out", "{out}"],
 ])
-def test_a_tier_not_in_this_install_is_one_line_exit_2(args, synthetic_folder_dataset, tmp_path):
-    if models.bundled_model_path("int8", "large").is_file():
-        pytest.skip("this install bundles the large tier")
+def test_a_tier_not_in_this_install_is_one_line_exit_2(args, synthetic_folder_dataset, tmp_path, monkeypatch):
+    """An install with only the default tier (the large files are left out of the models folder)."""
+    folder = tmp_path / "models"
+    folder.mkdir()
+    for name in (*models.TIERS["default"].files.values(), "model_card.json"):
+        shutil.copy(models.MODELS_DIR / name, folder / name)
+    monkeypatch.setattr(models, "MODELS_DIR", folder)
     image = next((synthetic_folder_dataset / "images").iterdir())
     args = [a.format(data=synthetic_folder_dataset, image=image, out=tmp_path / "out") for a in args]
     result = runner.invoke(app, args)
@@ -112,6 +116,22 @@ def test_fast_names_the_bundled_model_in_info_and_eval(synthetic_folder_dataset,
                                  str(out)])
     assert result.exit_code == 0, result.output
     assert json.loads(out.read_text())["model"] == str(BUNDLED_INT8)
+
+
+@needs_bundled
+def test_info_names_the_tier_its_card_scores_and_the_other_tiers(two_tiers):
+    result = runner.invoke(app, ["info", "large", "--json", "--no-gpu"])
+    assert result.exit_code == 0, result.output
+    tier = json.loads(result.stdout)["tier"]
+    card = json.loads((two_tiers / "model_card_large.json").read_text())
+    assert tier["name"] == "large" and tier["other_tiers"] == ["default"]
+    assert tier["card_iou"]["figaro1k-hair-train"] == card["metrics"]["figaro1k-hair-train"]["hairseg int8"]["iou"]
+    result = runner.invoke(app, ["info", "fast", "--no-gpu"], env={"COLUMNS": "200"})
+    assert "bundled tier" in result.stdout and "default (alias fast), --model default" in result.stdout
+    assert "other tiers here: large" in result.stdout
+    outside = two_tiers.parent / "copy.tflite"
+    shutil.copy(two_tiers / "hairseg_int8.tflite", outside)
+    assert json.loads(runner.invoke(app, ["info", str(outside), "--json", "--no-gpu"]).stdout)["tier"] is None
 
 
 @needs_bundled

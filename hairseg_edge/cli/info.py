@@ -33,6 +33,18 @@ def _count(n: int) -> str:
     return str(n)
 
 
+def _tier_text(tier: dict) -> str:
+    """``large (--model large): fused_unet_ctx ...; card int8 IoU CelebAMask-HQ 0.9 ...; also: default``."""
+    names = tier["name"] + (f" (alias {', '.join(tier['aliases'])})" if tier["aliases"] else "")
+    text = f"{names}, --model {tier['name']}: {tier['summary']}"
+    if tier["card_iou"]:
+        scores = ", ".join(f"{name} {iou:.4f}" for name, iou in tier["card_iou"].items() if name != "mean")
+        text += f"; model card int8 IoU (validation): {scores}"
+    if tier["other_tiers"]:
+        text += f"; other tiers here: {', '.join(tier['other_tiers'])} (bench --pick chooses by time budget)"
+    return text
+
+
 def _print(info: ModelInfo) -> None:
     from rich.markup import escape
 
@@ -66,6 +78,8 @@ def _print(info: ModelInfo) -> None:
         verdict = "[green]compatible[/]" if info.gpu.compatible else \
             f"[yellow]{len(info.gpu.issues)} op(s) would fall back to the CPU[/]"
         summary.append(["GPU delegate", f"{verdict} ({info.gpu.note})"])
+    if info.tier is not None:
+        summary.append(["bundled tier", _tier_text(info.tier)])
     if info.loads:
         summary.append(["region stage", "run/eval --roi auto (default): a first pass on the whole frame finds "
                         "the head(s), a second segments a full-resolution crop of each; face-filling "

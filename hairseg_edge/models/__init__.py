@@ -87,6 +87,30 @@ def _tier_list(models_dir: Path | None) -> str:
     return ", ".join(t.name + (f" ({'/'.join(t.aliases)})" if t.aliases else "") for t in present) or "none"
 
 
+def tier_of(path: str | os.PathLike[str], models_dir: Path | None = None) -> Tier | None:
+    """The bundled tier whose int8 or float file ``path`` is (None for any other file)."""
+    try:
+        real = os.path.realpath(path)
+        return next((tier for tier in TIERS.values() for kind in tier.files
+                     if os.path.realpath(tier.path(kind, models_dir)) == real), None)
+    except OSError:
+        return None
+
+
+def tier_summary(path: str | os.PathLike[str], models_dir: Path | None = None) -> dict | None:
+    """What ``info`` says of a bundled tier's file: its names, its card's int8 IoU per validation split
+    (None when the card is unreadable) and the other tiers in this install; None for any other file."""
+    tier = tier_of(path, models_dir)
+    if tier is None:
+        return None
+    try:
+        iou: dict[str, float] | None = card_iou(tier, models_dir)
+    except InputError:
+        iou = None
+    return {"name": tier.name, "aliases": list(tier.aliases), "summary": tier.summary, "card_iou": iou,
+            "other_tiers": [t.name for t in bundled_tiers(models_dir) if t is not tier]}
+
+
 def bundled_model_path(kind: str = "int8", tier: str = DEFAULT_TIER) -> Path:
     """Where the bundled model of ``tier`` and ``kind`` lives (whether or not it exists)."""
     found = find_tier(tier)
