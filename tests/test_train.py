@@ -427,6 +427,36 @@ def test_train_with_a_teacher_records_it_and_a_bad_teacher_is_one_line(tiny_data
     assert "--teacher: does not take a 64 px input" in result.output and "Traceback" not in result.output
 
 
+def test_a_teacher_trained_at_another_size_is_rebuilt_from_its_run(tiny_data, tmp_path):
+    """A teacher saved at 32 px teaches a 64 px student: its run's train_options.json names the
+    architecture, rebuilt at 64 px with the teacher's weights (the large tier's graph is fixed to 256 px)."""
+    import numpy as np
+
+    from hairseg_edge.training import archs
+    from hairseg_edge.training.distill import load_teacher
+
+    run = tmp_path / "teacher-run"
+    assert CliRunner().invoke(app, _train_args(tiny_data, run, 1)).exit_code == 0
+    saved = keras_load(run / "model.keras")
+    teacher = load_teacher(run / "model.keras", 64)
+    assert teacher.input_shape == (None, 64, 64, 3) and not teacher.trainable
+    for a, b in zip(saved.get_weights(), teacher.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    reference = archs.build_model("mobile_unet", 64, 0.25)
+    reference.set_weights(saved.get_weights())
+    images = np.random.default_rng(0).random((2, 64, 64, 3)).astype("float32") * 255
+    np.testing.assert_allclose(teacher(images, training=False), reference(images, training=False), atol=1e-5)
+    result = CliRunner().invoke(app, _train_args(tiny_data, tmp_path / "student", 1,
+                                                 ["--teacher", str(run / "model.keras"), "--img-size", "64"]))
+    assert result.exit_code == 0, result.output
+
+
+def keras_load(path):
+    from hairseg_edge.training.keras_compat import keras
+
+    return keras.models.load_model(path, compile=False, safe_mode=True)
+
+
 def test_resume_continues_to_the_total_epochs(tiny_data, tmp_path):
     out = tmp_path / "run"
     assert CliRunner().invoke(app, _train_args(tiny_data, out, 1)).exit_code == 0
