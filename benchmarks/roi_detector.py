@@ -1,0 +1,440 @@
+#!/usr/bin/env python3
+"""The ROI stage's *locate* step: the hair model's own whole-frame pass against a face detector (BlazeFace).
+
+Issue 23 leaves the locate step to measurement: the stage in ``hairseg_edge.roi`` finds the head(s) with
+the hair model's own pass on the whole frame; a small face detector is the alternative. This script runs,
+on the same photos and in one process, interleaved photo by photo (so the load of the shared machine falls
+on all methods alike):
+
+* **hair pass** — what ``Segmenter(model, roi="auto")`` does: whole-frame pass, ``RegionStage.locate``,
+  then ``RegionStage.segment_boxes`` (with the first pass, so face-filling boxes are not run twice);
+* **BlazeFace short range** and **full range (sparse)** — the MediaPipe face detectors from the
+  ``mediapipe==0.10.14`` wheel (Apache-2.0), decoded here in numpy as MediaPipe's face_detection graphs do
+  (letterboxed square input in [-1, 1], SSD anchors, sigmoid scores, weighted NMS); each face box becomes a
+  square ``scale`` times its side, centred ``lift`` face sides above the face's centre (hair is above the
+  face), and ``RegionStage.segment_boxes(rgb, boxes, whole=None)`` segments those boxes — the same stage 2.
+  Every ``scale`` x ``lift`` of ``SCALES`` x ``LIFTS`` is measured; the main table shows the best one (the
+  highest mean IoU over both sets and all zooms);
+* **detector, hair pass when no face** — the detector's boxes, and the hair pass on photos where it
+  found no face (a back of a head, a face too small for it): computed from the same runs, its ms are the
+  detector's plus, on the missed photos, the hair pass's;
+* **single pass** (``roi="off"``), for reference.
+
+Sets: the first ``--limit`` recorded validation ids of CelebAMask-HQ faces and Figaro-1k photos, as they
+are (zoom 1) and shrunk by 0.6 / 0.4 / 0.25 onto a plain grey canvas of their own size
+(``_common.zoom_out(border="plain")``, as ``benchmarks/roi.py``). Reported: global IoU per zoom, the share
+of photos where the locate step found no head (then the mask is empty, except in the fallback rows), mean
+ms of the locate step alone and of the whole photo, and the extra file the method needs.
+
+The detector files are not part of this repository. Get them with::
+
+    pip download mediapipe==0.10.14 --no-deps -d /tmp/mp --python-version 3.11 \\
+        --platform manylinux_2_17_x86_64 --only-binary :all:
+    unzip -j /tmp/mp/mediapipe-0.10.14-*.whl \\
+        'mediapipe/modules/face_detection/face_detection_short_range.tflite' \\
+        'mediapipe/modules/face_detection/face_detection_full_range_sparse.tflite' -d /tmp/mp/det
+    python benchmarks/roi_detector.py --detector-dir /tmp/mp/det [--limit 120] [--force]
+
+Results: ``benchmarks/results/roi_detector.{json,md}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import math
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import _common as C  # benchmarks/ is on sys.path when this script runs
+import cv2
+import numpy as np
+
+from hairseg_edge.data import iter_samples, open_dataset, read_id_list
+from hairseg_edge.errors import InputError
+from hairseg_edge.metrics import SegmentationMeter
+from hairseg_edge.roi import Box, RoiConfig, merge_boxes, square_around
+from hairseg_edge.runtime import Segmenter
+
+SPLITS = C.REPO / "hairseg_edge" / "splits"
+SETS = {"faces": ("celebamask-hq-hair", "celebamask-hq-hair_val.txt"),
+        "wild": ("figaro1k-hair-train", "figaro1k-hair-train_val.txt")}
+ZOOMS = (1.0, 0.6, 0.4, 0.25)
+SCALES = (1.6, 2.0, 2.4, 2.8, 3.2)   # hair box side / face box side
+LIFTS = (0.0, 0.15, 0.3)              # hair box centre above the face centre, in face box sides
+WHEEL = ("mediapipe", "0.10.14")
+INSIDE_WHEEL = "mediapipe/modules/face_detection/"
+
+
+@dataclass(frozen=True)
+class DetectorSpec:
+    """One BlazeFace model and the options of its MediaPipe graph
+    (mediapipe/modules/face_detection/face_detection_{short,full}_range.pbtxt and face_detection.pbtxt)."""
+
+    file: str
+    size: int                            # square input tensor side
+    strides: tuple[int, ...]             # SsdAnchorsCalculator strides (num_layers = len)
+    interpolated_scale_aspect_ratio: float
+    num_boxes: int
+    min_score: float                     # the graph's min_score_thresh
+
+
+DETECTORS = {
+    "BlazeFace short range": DetectorSpec("face_detection_short_range.tflite", 128, (8, 16, 16, 16), 1.0, 896, 0.5),
+    "BlazeFace full range (sparse)": DetectorSpec("face_detection_full_range_sparse.tflite", 192, (4,), 0.0,
+                                                  2304, 0.6),
+}
+# Shared by both graphs (face_detection.pbtxt).
+ANCHOR_OFFSET = 0.5
+ASPECT_RATIOS = (1.0,)
+SCORE_CLIP = 100.0
+NMS_IOU = 0.3
+
+
+# --- BlazeFace decoding (MediaPipe's SsdAnchorsCalculator, TensorsToDetectionsCalculator, weighted NMS) ----
+def ssd_anchor_centres(size: int, strides: tuple[int, ...], interpolated_scale_aspect_ratio: float,
+                       aspect_ratios: tuple[float, ...] = ASPECT_RATIOS, offset: float = ANCHOR_OFFSET) -> np.ndarray:
+    """Anchor centres ``(N, 2)`` as ``(x, y)`` in [0, 1] of the input tensor, in the model's output order.
+
+    With ``fixed_anchor_size: true`` (both face graphs) every anchor's width and height are 1, so only the
+    centres matter. Consecutive layers with the same stride share one feature map; per map position there
+    is one anchor per aspect ratio per layer, plus one more per layer when
+    ``interpolated_scale_aspect_ratio > 0``. Order: rows, then columns, then the anchors of a position.
+    """
+    centres: list[np.ndarray] = []
+    layer = 0
+    while layer < len(strides):
+        per_position, last = 0, layer
+        while last < len(strides) and strides[last] == strides[layer]:
+            per_position += len(aspect_ratios) + (1 if interpolated_scale_aspect_ratio > 0.0 else 0)
+            last += 1
+        side = math.ceil(size / strides[layer])
+        grid = (np.arange(side, dtype=np.float32) + offset) / side
+        ys, xs = np.meshgrid(grid, grid, indexing="ij")
+        cells = np.stack([xs.ravel(), ys.ravel()], axis=1)
+        centres.append(np.repeat(cells, per_position, axis=0))
+        layer = last
+    return np.concatenate(centres).astype(np.float32)
+
+
+def decode(regressors: np.ndarray, logits: np.ndarray, anchors: np.ndarray, size: int,
+           min_score: float) -> tuple[np.ndarray, np.ndarray]:
+    """Boxes ``(K, 4)`` as ``x0, y0, x1, y1`` in [0, 1] of the input tensor, and their scores ``(K,)``.
+
+    ``regressors`` ``(N, 16)``: centre offset x, y, width, height (input pixels, ``reverse_output_order``),
+    then 6 keypoints (unused here); ``logits`` ``(N,)``: one class. Score = sigmoid of the logit clipped
+    to +-100; anchors below ``min_score`` are dropped.
+    """
+    scores = 1.0 / (1.0 + np.exp(-np.clip(logits.astype(np.float64), -SCORE_CLIP, SCORE_CLIP)))
+    keep = scores >= min_score
+    raw, centre = regressors[keep, :4].astype(np.float64), anchors[keep].astype(np.float64)
+    cx = raw[:, 0] / size + centre[:, 0]
+    cy = raw[:, 1] / size + centre[:, 1]
+    w, h = raw[:, 2] / size, raw[:, 3] / size
+    boxes = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1)
+    return boxes, scores[keep]
+
+
+def box_iou(box: np.ndarray, others: np.ndarray) -> np.ndarray:
+    x0 = np.maximum(box[0], others[:, 0])
+    y0 = np.maximum(box[1], others[:, 1])
+    x1 = np.minimum(box[2], others[:, 2])
+    y1 = np.minimum(box[3], others[:, 3])
+    inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
+    area = lambda b: np.clip(b[..., 2] - b[..., 0], 0, None) * np.clip(b[..., 3] - b[..., 1], 0, None)  # noqa: E731
+    union = area(box) + area(others) - inter
+    return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
+
+
+def weighted_nms(boxes: np.ndarray, scores: np.ndarray, iou: float = NMS_IOU) -> tuple[np.ndarray, np.ndarray]:
+    """MediaPipe's WEIGHTED non-max suppression: the best remaining box takes every remaining box that
+    overlaps it by IoU > ``iou`` and becomes their score-weighted mean (keeping its own score)."""
+    order = np.argsort(-scores, kind="stable")
+    boxes, scores = boxes[order], scores[order]
+    out_boxes, out_scores = [], []
+    remaining = np.arange(len(scores))
+    while remaining.size:
+        top = remaining[0]
+        overlap = box_iou(boxes[top], boxes[remaining]) > iou
+        group = remaining[overlap]
+        weights = scores[group]
+        out_boxes.append((boxes[group] * weights[:, None]).sum(axis=0) / weights.sum())
+        out_scores.append(scores[top])
+        remaining = remaining[~overlap]
+    if not out_boxes:
+        return np.zeros((0, 4)), np.zeros(0)
+    return np.array(out_boxes), np.array(out_scores)
+
+
+@dataclass(frozen=True)
+class Letterbox:
+    """How a frame was fitted into the detector's square tensor: ``scale`` and padding (tensor pixels)."""
+
+    size: int
+    scale: float
+    pad_x: int
+    pad_y: int
+
+    def to_frame(self, boxes: np.ndarray) -> np.ndarray:
+        """Boxes in [0, 1] of the tensor to frame pixels (MediaPipe's letterbox removal + projection)."""
+        px = boxes * self.size - np.array([self.pad_x, self.pad_y, self.pad_x, self.pad_y])
+        return px / self.scale
+
+
+def letterbox(rgb: np.ndarray, size: int) -> tuple[np.ndarray, Letterbox]:
+    """The frame fitted (aspect ratio kept, centred) into a ``size`` square float tensor in [-1, 1];
+    the border is black (-1), as the graph's ``BORDER_ZERO``. Shrunk with INTER_AREA (the graph samples
+    bilinearly; area averaging does not alias a 1024 px photo brought down to 128 px)."""
+    h, w = rgb.shape[:2]
+    scale = size / max(h, w)
+    nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
+    small = cv2.resize(rgb, (nw, nh), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+    tensor = np.full((1, size, size, 3), -1.0, np.float32)
+    px, py = (size - nw) // 2, (size - nh) // 2
+    tensor[0, py:py + nh, px:px + nw] = small.astype(np.float32) / 127.5 - 1.0
+    return tensor, Letterbox(size, scale, px, py)
+
+
+class FaceDetector:
+    """A BlazeFace .tflite on LiteRT (one thread, like ``Segmenter``'s default) with numpy decoding."""
+
+    def __init__(self, path: Path, spec: DetectorSpec):
+        from ai_edge_litert.interpreter import Interpreter
+
+        self.spec = spec
+        self.interpreter = Interpreter(model_path=str(path), num_threads=1)
+        self.interpreter.allocate_tensors()
+        self.input = self.interpreter.get_input_details()[0]
+        outputs = self.interpreter.get_output_details()
+        by_width = {int(o["shape"][-1]): o["index"] for o in outputs}
+        if tuple(self.input["shape"]) != (1, spec.size, spec.size, 3) or set(by_width) != {16, 1}:
+            raise InputError(f"not the BlazeFace model this benchmark decodes (input {list(self.input['shape'])}, "
+                             f"outputs {[list(o['shape']) for o in outputs]})", path)
+        self.regressors, self.logits = by_width[16], by_width[1]
+        self.anchors = ssd_anchor_centres(spec.size, spec.strides, spec.interpolated_scale_aspect_ratio)
+        if len(self.anchors) != spec.num_boxes:
+            raise InputError(f"{len(self.anchors)} anchors, the graph says {spec.num_boxes}", path)
+
+    def faces(self, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Face boxes in frame pixels ``(K, 4)`` (x0, y0, x1, y1), best first, and their scores."""
+        tensor, fit = letterbox(rgb, self.spec.size)
+        self.interpreter.set_tensor(self.input["index"], tensor)
+        self.interpreter.invoke()
+        boxes, scores = decode(self.interpreter.get_tensor(self.regressors)[0],
+                               self.interpreter.get_tensor(self.logits)[0, :, 0], self.anchors,
+                               self.spec.size, self.spec.min_score)
+        boxes, scores = weighted_nms(boxes, scores)
+        return fit.to_frame(boxes), scores
+
+
+def hair_boxes(faces: np.ndarray, scale: float, lift: float, config: RoiConfig) -> list[Box]:
+    """The stage-2 boxes for face boxes (frame pixels, best first): a square ``scale`` times the face
+    box's longer side, its centre ``lift`` face sides above the face's; overlapping ones merged, at most
+    ``config.max_people`` (as ``RegionStage.locate`` does with hair components)."""
+    boxes = []
+    for x0, y0, x1, y1 in faces[: 3 * config.max_people]:
+        up = lift * max(x1 - x0, y1 - y0)
+        boxes.append(square_around(x0, y0 - up, x1, y1 - up, scale, config.min_box))
+    return merge_boxes(boxes)[: config.max_people]
+
+
+# --- the measurement -------------------------------------------------------------------------------------
+def dataset(name: str, limit: int):
+    folder, ids = SETS[name]
+    return open_dataset(C.SHARED / "data" / folder).subset(read_id_list(SPLITS / ids)).limit(limit)
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+class Tally:
+    """IoU meter, missed count and summed milliseconds of one method at one zoom of one set."""
+
+    def __init__(self) -> None:
+        self.meter, self.missed, self.locate_ms, self.total_ms, self.n = SegmentationMeter(), 0, 0.0, 0.0, 0
+
+    def add(self, mask: np.ndarray, target: np.ndarray, missed: bool, locate_ms: float, total_ms: float) -> None:
+        self.meter.update(mask, target)
+        self.missed += int(missed)
+        self.locate_ms += locate_ms
+        self.total_ms += total_ms
+        self.n += 1
+
+    def summary(self) -> dict:
+        return {"iou": self.meter.result().iou, "missed": self.missed / self.n, "locate_ms": self.locate_ms / self.n,
+                "total_ms": self.total_ms / self.n, "images": self.n}
+
+
+def measure(model: Path, detectors: dict[str, FaceDetector], limit: int) -> dict:
+    """Every method on every photo at every zoom, interleaved photo by photo."""
+    seg = Segmenter(model, roi="auto")
+    stage = seg.region_stage
+    configs = [(s, lift) for s in SCALES for lift in LIFTS]
+    tallies: dict[tuple, Tally] = {}
+
+    def tally(*key) -> Tally:
+        return tallies.setdefault(key, Tally())
+
+    counts = {}
+    for set_name in SETS:
+        count = 0
+        for _, rgb, mask in iter_samples(dataset(set_name, limit)):
+            count += 1
+            for z in ZOOMS:
+                image, target = C.zoom_out(rgb, mask > 0, z, border="plain")
+                t0 = time.perf_counter()
+                single = seg.segment_whole(image)
+                single_ms = (time.perf_counter() - t0) * 1000.0
+                tally(set_name, "single pass", z).add(single.mask, target, False, 0.0, single_ms)
+
+                t0 = time.perf_counter()
+                whole = seg.segment_whole(image)
+                boxes = stage.locate(whole)
+                t1 = time.perf_counter()
+                hair = stage.segment_boxes(image, boxes, whole)
+                t2 = time.perf_counter()
+                hair_locate, hair_total = (t1 - t0) * 1000.0, (t2 - t0) * 1000.0
+                tally(set_name, "hair pass", z).add(hair.mask, target, not boxes, hair_locate, hair_total)
+
+                for name, det in detectors.items():
+                    t0 = time.perf_counter()
+                    faces, _ = det.faces(image)
+                    locate_ms = (time.perf_counter() - t0) * 1000.0
+                    missed = len(faces) == 0
+                    for scale, lift in configs:
+                        t0 = time.perf_counter()
+                        result = stage.segment_boxes(image, hair_boxes(faces, scale, lift, stage.config), None)
+                        total = locate_ms + (time.perf_counter() - t0) * 1000.0
+                        tally(set_name, name, z, scale, lift).add(result.mask, target, missed, locate_ms, total)
+                        if missed:  # the fallback: the hair pass's result, after the detector's time
+                            tally(set_name, f"{name}, hair pass when no face", z, scale, lift).add(
+                                hair.mask, target, True, locate_ms + hair_locate, locate_ms + hair_total)
+                        else:
+                            tally(set_name, f"{name}, hair pass when no face", z, scale, lift).add(
+                                result.mask, target, False, locate_ms, total)
+        counts[set_name] = count
+    seg.close()
+    out: dict = {"images": counts, "methods": {}}
+    for key, t in tallies.items():
+        set_name, method, z, *config = key
+        label = method if not config else f"{method} @ scale {config[0]:g}, lift {config[1]:g}"
+        out["methods"].setdefault(label, {"method": method, "scale": config[0] if config else None,
+                                          "lift": config[1] if config else None})
+        out["methods"][label].setdefault(set_name, {})[f"{z:g}"] = t.summary()
+    return out
+
+
+def mean_iou(row: dict) -> float:
+    return float(np.mean([row[s][f"{z:g}"]["iou"] for s in SETS for z in ZOOMS]))
+
+
+def best_configs(methods: dict) -> dict[str, str]:
+    """Per detector method, the label of its scale x lift with the highest mean IoU over sets and zooms."""
+    best: dict[str, str] = {}
+    for label, row in methods.items():
+        if row["scale"] is None:
+            continue
+        if row["method"] not in best or mean_iou(row) > mean_iou(methods[best[row["method"]]]):
+            best[row["method"]] = label
+    return best
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--detector-dir", type=Path, default=None,
+                   help="folder holding the two BlazeFace .tflite files from the mediapipe 0.10.14 wheel")
+    p.add_argument("--model", type=Path, default=C.REPO / "hairseg_edge" / "models" / "hairseg_int8.tflite",
+                   help="the hair model (default: the bundled int8 model)")
+    p.add_argument("--limit", type=int, default=120, help="validation images per set")
+    p.add_argument("--force", action="store_true", help="Overwrite earlier results.")
+    a = p.parse_args(argv)
+    out_json, out_md = (C.RESULTS_DIR / f"roi_detector.{ext}" for ext in ("json", "md"))
+    try:
+        if a.detector_dir is None:
+            raise InputError("--detector-dir is required (see this script's docstring for getting the files)")
+        missing = [spec.file for spec in DETECTORS.values() if not (a.detector_dir / spec.file).is_file()]
+        if missing:
+            raise InputError(f"missing {', '.join(missing)} (unzip them from the {WHEEL[0]}=={WHEEL[1]} wheel, "
+                             f"{INSIDE_WHEEL})", a.detector_dir)
+        C.refuse_existing([out_json, out_md], a.force)
+        if a.limit < 1:
+            raise InputError(f"--limit must be >= 1, got {a.limit}")
+        files, detectors = {}, {}
+        for name, spec in DETECTORS.items():
+            path = a.detector_dir / spec.file
+            files[name] = {"package": f"{WHEEL[0]}=={WHEEL[1]}", "path_in_wheel": INSIDE_WHEEL + spec.file,
+                           "sha256": sha256(path), "bytes": path.stat().st_size, "licence": "Apache-2.0"}
+            try:
+                detectors[name] = FaceDetector(path, spec)
+                files[name]["runs_in_ai_edge_litert"] = True
+            except (RuntimeError, ValueError) as exc:  # reported, not fatal: the brief asks whether it runs
+                files[name]["runs_in_ai_edge_litert"] = False
+                files[name]["error"] = str(exc).splitlines()[0]
+        started = time.perf_counter()
+        measured = measure(a.model, detectors, a.limit)
+    except (InputError, ValueError) as exc:
+        print(f"roi_detector: {exc}", file=sys.stderr)
+        return 2
+    methods = measured["methods"]
+    best = best_configs(methods)
+    result = {"machine": C.machine_info(), "limit": a.limit, "zooms": list(ZOOMS), "scales": list(SCALES),
+              "lifts": list(LIFTS), "images": measured["images"], "detector_files": files,
+              "detector_options": {n: vars(s) | {"anchor_offset": ANCHOR_OFFSET, "nms_iou": NMS_IOU,
+                                                 "nms": "weighted"} for n, s in DETECTORS.items()},
+              "best": best, "methods": methods, "minutes": (time.perf_counter() - started) / 60,
+              "command": C.command_line(__file__, argv)}
+    extra_bytes = {name: f["bytes"] for name, f in files.items()}
+    shown = ["single pass", "hair pass"] + [label for name in DETECTORS for label in
+                                            (best.get(name), best.get(f"{name}, hair pass when no face")) if label]
+    rows = []
+    for set_name in SETS:
+        for label in shown:
+            row = methods[label]
+            cells = row[set_name]
+            detector = next((n for n in DETECTORS if row["method"].startswith(n)), None)
+            rows.append([set_name, label] + [C.fmt(cells[f"{z:g}"]["iou"]) for z in ZOOMS]
+                        + ["/".join(C.fmt(cells[f"{z:g}"]["missed"], ".2f") for z in ZOOMS)]
+                        + [C.fmt(np.mean([cells[f"{z:g}"]["locate_ms"] for z in ZOOMS]), ".1f"),
+                           C.fmt(np.mean([cells[f"{z:g}"]["total_ms"] for z in ZOOMS]), ".1f"),
+                           extra_bytes.get(detector, 0) if detector else 0])
+    headers = (["set", "locate step"] + [f"IoU {z:g}x" for z in ZOOMS]
+               + ["no head found (" + "/".join(f"{z:g}x" for z in ZOOMS) + ")", "ms locate", "ms photo",
+                  "extra file, bytes"])
+    sweep_rows = [[row["method"], row["scale"], row["lift"]]
+                  + [C.fmt(row[s][f"{z:g}"]["iou"]) for s in SETS for z in ZOOMS] + [C.fmt(mean_iou(row))]
+                  for label, row in methods.items() if row["scale"] is not None and "hair pass" not in row["method"]]
+    file_rows = [[name, f["package"], f["path_in_wheel"], f["bytes"], f["sha256"],
+                  "yes" if f["runs_in_ai_edge_litert"] else f"no: {f.get('error')}"] for name, f in files.items()]
+    about = (f"The first {a.limit} recorded validation ids of each set (faces: {measured['images']['faces']}, "
+             f"wild: {measured['images']['wild']} images), as they are (1x) and shrunk onto a plain grey canvas "
+             "of their own size; global IoU of the bundled int8 model's mask. *Locate step*: how the stage finds "
+             "the heads before it segments a full-resolution crop of each (`RegionStage.segment_boxes`, the "
+             "same for all). *hair pass*: the model's own whole-frame pass (`roi=\"auto\"`, main); the "
+             "BlazeFace rows use each detector's best box geometry of the sweep below (side = scale x the face "
+             "box, centre lifted by lift x the face box); *hair pass when no face*: the detector, and the hair "
+             "pass on the photos where it found none. *no head found*: share of photos where the locate step "
+             "gave no box (the mask is then empty), per zoom. ms: mean wall time per photo over all zooms "
+             "(locate step alone / whole photo), this run, one thread each, other jobs sharing the 2 cores. "
+             "Extra file: what an app ships besides the hair model."
+             "\n\n## Detector files (not in this repository)\n\n"
+             + C.markdown_table(["detector", "package", "path inside the wheel", "bytes", "sha256",
+                                 "runs in ai-edge-litert"], file_rows)
+             + "\nDecoding as MediaPipe's face_detection graphs: input letterboxed (aspect kept, centred, black "
+             "border) into the square tensor as float in [-1, 1]; SSD anchors with fixed size "
+             "(short range: 128 px, strides 8,16,16,16, 2 anchors per position, 896; full range: 192 px, "
+             "stride 4, 1 anchor per position, 2304); sigmoid scores (logits clipped to +-100) at the graphs' "
+             "thresholds (0.5 short, 0.6 full range); weighted NMS at IoU 0.3."
+             "\n\n## Box geometry sweep (BlazeFace boxes, no fallback): IoU per set and zoom\n\n"
+             + C.markdown_table(["detector", "scale", "lift"] + [f"{s} {z:g}x" for s in SETS for z in ZOOMS]
+                                + ["mean"], sweep_rows)
+             + "\n## Locate step, best geometry per detector")
+    C.write_report(out_json, out_md, result, title="Locating heads for the ROI stage: hair pass vs BlazeFace",
+                   about=about, headers=headers, rows=rows)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
