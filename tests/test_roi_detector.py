@@ -63,7 +63,7 @@ def test_decode_turns_regressors_into_the_expected_box():
     k = 600  # on the 8x8 map: position (600 - 512) // 6 = 14 -> column 6, row 1; centre (6.5/8, 1.5/8)
     regressors[k, :4] = [6.4, -12.8, 32.0, 48.0]  # centre +0.05, -0.1; size 0.25 x 0.375 of 128 px
     logits[k] = 2.0
-    boxes, scores = R.decode(regressors, logits, anchors, SHORT.size, SHORT.min_score)
+    boxes, scores = R.decode(regressors, logits, anchors, SHORT.size, R.MIN_SCORE)
     cx, cy = 6.5 / 8 + 0.05, 1.5 / 8 - 0.1
     np.testing.assert_allclose(boxes, [[cx - 0.125, cy - 0.1875, cx + 0.125, cy + 0.1875]], atol=1e-6)
     np.testing.assert_allclose(scores, [1 / (1 + np.exp(-2.0))])
