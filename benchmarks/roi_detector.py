@@ -34,7 +34,8 @@ are (zoom 1) and shrunk by 0.6 / 0.4 / 0.25 onto a plain grey canvas of their ow
 of photos where the locate step found no head (then the mask is empty, except in the fallback rows), mean
 ms of the locate step alone and of the whole photo, and the extra file the method needs.
 
-The detector files are not part of this repository. Get them with::
+The short-range file is bundled since (``hairseg_edge/models/``, the region stage's fallback locator, decoded
+by ``hairseg_edge.face_detector``, which this script imports); the full-range one is not. Get both with::
 
     pip download mediapipe==0.10.14 --no-deps -d /tmp/mp --python-version 3.11 \\
         --platform manylinux_2_17_x86_64 --only-binary :all:
@@ -50,20 +51,21 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import math
 import sys
 import time
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 import _common as C  # benchmarks/ is on sys.path when this script runs
-import cv2
 import numpy as np
 
+# The decoding is the package's (the region stage's fallback locator); this script adds the full-range spec.
 from hairseg_edge.data import iter_samples, open_dataset, read_id_list
 from hairseg_edge.errors import InputError
+from hairseg_edge.face_detector import (ANCHOR_OFFSET, MIN_SCORE, NMS_IOU, SHORT_RANGE, DetectorSpec,
+                                        FaceDetector)
 from hairseg_edge.metrics import SegmentationMeter
-from hairseg_edge.roi import Box, RegionStage, RoiConfig, merge_boxes, square_around
+from hairseg_edge.roi import RegionStage, face_boxes
 from hairseg_edge.runtime import Segmenter
 
 SPLITS = C.REPO / "hairseg_edge" / "splits"
@@ -77,179 +79,11 @@ WHEEL = ("mediapipe", "0.10.14")
 INSIDE_WHEEL = "mediapipe/modules/face_detection/"
 
 
-@dataclass(frozen=True)
-class DetectorSpec:
-    """One BlazeFace model and the options of its MediaPipe graph
-    (mediapipe/modules/face_detection/face_detection_{short,full}_range.pbtxt and face_detection.pbtxt)."""
-
-    file: str
-    size: int                            # square input tensor side
-    strides: tuple[int, ...]             # SsdAnchorsCalculator strides (num_layers = len)
-    interpolated_scale_aspect_ratio: float
-    num_boxes: int
-    graph_min_score: float               # the graph's min_score_thresh (this benchmark uses MIN_SCORE)
-
-
 DETECTORS = {
-    "BlazeFace short range": DetectorSpec("face_detection_short_range.tflite", 128, (8, 16, 16, 16), 1.0, 896, 0.5),
+    "BlazeFace short range": SHORT_RANGE,
     "BlazeFace full range (sparse)": DetectorSpec("face_detection_full_range_sparse.tflite", 192, (4,), 0.0,
                                                   2304, 0.6),
 }
-# Shared by both graphs (face_detection.pbtxt).
-ANCHOR_OFFSET = 0.5
-#: One score threshold for both detectors: the short-range graph's; the full-range graph uses 0.6, which
-#: finds fewer faces, and the locate step wants recall (a false face costs one crop, a missed one the head).
-MIN_SCORE = 0.5
-ASPECT_RATIOS = (1.0,)
-SCORE_CLIP = 100.0
-NMS_IOU = 0.3
-
-
-# --- BlazeFace decoding (MediaPipe's SsdAnchorsCalculator, TensorsToDetectionsCalculator, weighted NMS) ----
-def ssd_anchor_centres(size: int, strides: tuple[int, ...], interpolated_scale_aspect_ratio: float,
-                       aspect_ratios: tuple[float, ...] = ASPECT_RATIOS, offset: float = ANCHOR_OFFSET) -> np.ndarray:
-    """Anchor centres ``(N, 2)`` as ``(x, y)`` in [0, 1] of the input tensor, in the model's output order.
-
-    With ``fixed_anchor_size: true`` (both face graphs) every anchor's width and height are 1, so only the
-    centres matter. Consecutive layers with the same stride share one feature map; per map position there
-    is one anchor per aspect ratio per layer, plus one more per layer when
-    ``interpolated_scale_aspect_ratio > 0``. Order: rows, then columns, then the anchors of a position.
-    """
-    centres: list[np.ndarray] = []
-    layer = 0
-    while layer < len(strides):
-        per_position, last = 0, layer
-        while last < len(strides) and strides[last] == strides[layer]:
-            per_position += len(aspect_ratios) + (1 if interpolated_scale_aspect_ratio > 0.0 else 0)
-            last += 1
-        side = math.ceil(size / strides[layer])
-        grid = (np.arange(side, dtype=np.float32) + offset) / side
-        ys, xs = np.meshgrid(grid, grid, indexing="ij")
-        cells = np.stack([xs.ravel(), ys.ravel()], axis=1)
-        centres.append(np.repeat(cells, per_position, axis=0))
-        layer = last
-    return np.concatenate(centres).astype(np.float32)
-
-
-def decode(regressors: np.ndarray, logits: np.ndarray, anchors: np.ndarray, size: int,
-           min_score: float) -> tuple[np.ndarray, np.ndarray]:
-    """Boxes ``(K, 4)`` as ``x0, y0, x1, y1`` in [0, 1] of the input tensor, and their scores ``(K,)``.
-
-    ``regressors`` ``(N, 16)``: centre offset x, y, width, height (input pixels, ``reverse_output_order``),
-    then 6 keypoints (unused here); ``logits`` ``(N,)``: one class. Score = sigmoid of the logit clipped
-    to +-100; anchors below ``min_score`` are dropped.
-    """
-    scores = 1.0 / (1.0 + np.exp(-np.clip(logits.astype(np.float64), -SCORE_CLIP, SCORE_CLIP)))
-    keep = scores >= min_score
-    raw, centre = regressors[keep, :4].astype(np.float64), anchors[keep].astype(np.float64)
-    cx = raw[:, 0] / size + centre[:, 0]
-    cy = raw[:, 1] / size + centre[:, 1]
-    w, h = raw[:, 2] / size, raw[:, 3] / size
-    boxes = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1)
-    return boxes, scores[keep]
-
-
-def box_iou(box: np.ndarray, others: np.ndarray) -> np.ndarray:
-    x0 = np.maximum(box[0], others[:, 0])
-    y0 = np.maximum(box[1], others[:, 1])
-    x1 = np.minimum(box[2], others[:, 2])
-    y1 = np.minimum(box[3], others[:, 3])
-    inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
-    area = lambda b: np.clip(b[..., 2] - b[..., 0], 0, None) * np.clip(b[..., 3] - b[..., 1], 0, None)  # noqa: E731
-    union = area(box) + area(others) - inter
-    return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
-
-
-def weighted_nms(boxes: np.ndarray, scores: np.ndarray, iou: float = NMS_IOU) -> tuple[np.ndarray, np.ndarray]:
-    """MediaPipe's WEIGHTED non-max suppression: the best remaining box takes every remaining box that
-    overlaps it by IoU > ``iou`` and becomes their score-weighted mean (keeping its own score)."""
-    order = np.argsort(-scores, kind="stable")
-    boxes, scores = boxes[order], scores[order]
-    out_boxes, out_scores = [], []
-    remaining = np.arange(len(scores))
-    while remaining.size:
-        top = remaining[0]
-        overlap = box_iou(boxes[top], boxes[remaining]) > iou
-        group = remaining[overlap]
-        weights = scores[group]
-        out_boxes.append((boxes[group] * weights[:, None]).sum(axis=0) / weights.sum())
-        out_scores.append(scores[top])
-        remaining = remaining[~overlap]
-    if not out_boxes:
-        return np.zeros((0, 4)), np.zeros(0)
-    return np.array(out_boxes), np.array(out_scores)
-
-
-@dataclass(frozen=True)
-class Letterbox:
-    """How a frame was fitted into the detector's square tensor: ``scale`` and padding (tensor pixels)."""
-
-    size: int
-    scale: float
-    pad_x: int
-    pad_y: int
-
-    def to_frame(self, boxes: np.ndarray) -> np.ndarray:
-        """Boxes in [0, 1] of the tensor to frame pixels (MediaPipe's letterbox removal + projection)."""
-        px = boxes * self.size - np.array([self.pad_x, self.pad_y, self.pad_x, self.pad_y])
-        return px / self.scale
-
-
-def letterbox(rgb: np.ndarray, size: int) -> tuple[np.ndarray, Letterbox]:
-    """The frame fitted (aspect ratio kept, centred) into a ``size`` square float tensor in [-1, 1];
-    the border is black (-1), as the graph's ``BORDER_ZERO``. Shrunk with INTER_AREA (the graph samples
-    bilinearly; area averaging does not alias a 1024 px photo brought down to 128 px)."""
-    h, w = rgb.shape[:2]
-    scale = size / max(h, w)
-    nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
-    small = cv2.resize(rgb, (nw, nh), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
-    tensor = np.full((1, size, size, 3), -1.0, np.float32)
-    px, py = (size - nw) // 2, (size - nh) // 2
-    tensor[0, py:py + nh, px:px + nw] = small.astype(np.float32) / 127.5 - 1.0
-    return tensor, Letterbox(size, scale, px, py)
-
-
-class FaceDetector:
-    """A BlazeFace .tflite on LiteRT (one thread, like ``Segmenter``'s default) with numpy decoding."""
-
-    def __init__(self, path: Path, spec: DetectorSpec):
-        from ai_edge_litert.interpreter import Interpreter
-
-        self.spec = spec
-        self.interpreter = Interpreter(model_path=str(path), num_threads=1)
-        self.interpreter.allocate_tensors()
-        self.input = self.interpreter.get_input_details()[0]
-        outputs = self.interpreter.get_output_details()
-        by_width = {int(o["shape"][-1]): o["index"] for o in outputs}
-        if tuple(self.input["shape"]) != (1, spec.size, spec.size, 3) or set(by_width) != {16, 1}:
-            raise InputError(f"not the BlazeFace model this benchmark decodes (input {list(self.input['shape'])}, "
-                             f"outputs {[list(o['shape']) for o in outputs]})", path)
-        self.regressors, self.logits = by_width[16], by_width[1]
-        self.anchors = ssd_anchor_centres(spec.size, spec.strides, spec.interpolated_scale_aspect_ratio)
-        if len(self.anchors) != spec.num_boxes:
-            raise InputError(f"{len(self.anchors)} anchors, the graph says {spec.num_boxes}", path)
-
-    def faces(self, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Face boxes in frame pixels ``(K, 4)`` (x0, y0, x1, y1), best first, and their scores."""
-        tensor, fit = letterbox(rgb, self.spec.size)
-        self.interpreter.set_tensor(self.input["index"], tensor)
-        self.interpreter.invoke()
-        boxes, scores = decode(self.interpreter.get_tensor(self.regressors)[0],
-                               self.interpreter.get_tensor(self.logits)[0, :, 0], self.anchors,
-                               self.spec.size, MIN_SCORE)
-        boxes, scores = weighted_nms(boxes, scores)
-        return fit.to_frame(boxes), scores
-
-
-def hair_boxes(faces: np.ndarray, scale: float, lift: float, config: RoiConfig) -> list[Box]:
-    """The stage-2 boxes for face boxes (frame pixels, best first): a square ``scale`` times the face
-    box's longer side, its centre ``lift`` face sides above the face's; overlapping ones merged, at most
-    ``config.max_people`` (as ``RegionStage.locate`` does with hair components)."""
-    boxes = []
-    for x0, y0, x1, y1 in faces[: 3 * config.max_people]:
-        up = lift * max(x1 - x0, y1 - y0)
-        boxes.append(square_around(x0, y0 - up, x1, y1 - up, scale, config.min_box))
-    return merge_boxes(boxes)[: config.max_people]
 
 
 # --- the measurement -------------------------------------------------------------------------------------
@@ -285,7 +119,7 @@ class Tally:
 
 def measure(model: Path, detectors: dict[str, FaceDetector], limit: int) -> dict:
     """Every method on every photo at every zoom, interleaved photo by photo."""
-    seg = Segmenter(model, roi="auto")
+    seg = Segmenter(model, roi="auto", face_detector="off")  # "hair pass": the stage's locate step alone
     stage = seg.region_stage
     configs = [(s, lift, skip) for s in SCALES for lift in LIFTS for skip in SKIPS]
     # One stage per skip share (segment_boxes keeps the whole-frame pass for boxes from its config's share).
@@ -326,7 +160,7 @@ def measure(model: Path, detectors: dict[str, FaceDetector], limit: int) -> dict
                     missed = len(faces) == 0
                     for scale, lift, skip in configs:
                         t0 = time.perf_counter()
-                        boxes = hair_boxes(faces, scale, lift, stage.config)
+                        boxes = face_boxes(faces, scale, lift, stage.config)
                         # The face-filling rule: a box this large keeps the whole-frame pass (the single
                         # pass above is that pass; its time is added, not measured twice).
                         filling = any(b.side >= skip * frame_side for b in boxes)
@@ -403,9 +237,9 @@ def main(argv: list[str] | None = None) -> int:
             files[name] = {"package": f"{WHEEL[0]}=={WHEEL[1]}", "path_in_wheel": INSIDE_WHEEL + spec.file,
                            "sha256": sha256(path), "bytes": path.stat().st_size, "licence": "Apache-2.0"}
             try:
-                detectors[name] = FaceDetector(path, spec)
+                detectors[name] = FaceDetector(path, spec=spec)
                 files[name]["runs_in_ai_edge_litert"] = True
-            except (RuntimeError, ValueError) as exc:  # reported, not fatal: the brief asks whether it runs
+            except InputError as exc:  # reported, not fatal: whether it runs is one of the findings
                 files[name]["runs_in_ai_edge_litert"] = False
                 files[name]["error"] = str(exc).splitlines()[0]
         started = time.perf_counter()

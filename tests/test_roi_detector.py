@@ -1,6 +1,7 @@
-"""The BlazeFace decoding of benchmarks/roi_detector.py (the detector alternative for the ROI stage's locate
-step): SSD anchors as MediaPipe's face graphs make them, box decoding, weighted NMS, the letterbox mapping
-back to frame pixels and the face box -> hair box geometry. Synthetic tensors only: no detector file."""
+"""The BlazeFace decoding of hairseg_edge/face_detector.py (the ROI stage's fallback locator, shared with
+benchmarks/roi_detector.py): SSD anchors as MediaPipe's face graphs make them, box decoding, weighted NMS,
+the letterbox mapping back to frame pixels and the face box -> hair box geometry (hairseg_edge.roi).
+Synthetic tensors only: no detector file."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hairseg_edge.roi import Box, RoiConfig
+from hairseg_edge import face_detector as F
+from hairseg_edge.roi import Box, RoiConfig, face_boxes
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 
@@ -29,12 +31,17 @@ def _load():
 
 
 R = _load()
-SHORT = R.DETECTORS["BlazeFace short range"]
+SHORT = F.SHORT_RANGE
 FULL = R.DETECTORS["BlazeFace full range (sparse)"]
 
 
+def test_benchmark_decodes_with_the_package_code():
+    assert R.DETECTORS["BlazeFace short range"] is F.SHORT_RANGE
+    assert R.FaceDetector is F.FaceDetector and R.face_boxes is face_boxes
+
+
 def test_short_range_anchors_match_the_graph():
-    anchors = R.ssd_anchor_centres(SHORT.size, SHORT.strides, SHORT.interpolated_scale_aspect_ratio)
+    anchors = F.ssd_anchor_centres(SHORT.size, SHORT.strides, SHORT.interpolated_scale_aspect_ratio)
     assert anchors.shape == (896, 2)
     # stride 8: a 16x16 map, 2 anchors per position (aspect 1 + the interpolated one) -> 512 anchors
     np.testing.assert_allclose(anchors[0], [0.5 / 16, 0.5 / 16])
@@ -49,7 +56,7 @@ def test_short_range_anchors_match_the_graph():
 
 
 def test_full_range_anchors_match_the_graph():
-    anchors = R.ssd_anchor_centres(FULL.size, FULL.strides, FULL.interpolated_scale_aspect_ratio)
+    anchors = F.ssd_anchor_centres(FULL.size, FULL.strides, FULL.interpolated_scale_aspect_ratio)
     assert anchors.shape == (2304, 2)  # stride 4 on 192 px: 48x48, no interpolated anchor
     np.testing.assert_allclose(anchors[0], [0.5 / 48, 0.5 / 48])
     np.testing.assert_allclose(anchors[1], [1.5 / 48, 0.5 / 48])
@@ -57,20 +64,20 @@ def test_full_range_anchors_match_the_graph():
 
 
 def test_decode_turns_regressors_into_the_expected_box():
-    anchors = R.ssd_anchor_centres(SHORT.size, SHORT.strides, SHORT.interpolated_scale_aspect_ratio)
+    anchors = F.ssd_anchor_centres(SHORT.size, SHORT.strides, SHORT.interpolated_scale_aspect_ratio)
     regressors = np.zeros((896, 16), np.float32)
     logits = np.full(896, -8.0, np.float32)
     k = 600  # on the 8x8 map: position (600 - 512) // 6 = 14 -> column 6, row 1; centre (6.5/8, 1.5/8)
     regressors[k, :4] = [6.4, -12.8, 32.0, 48.0]  # centre +0.05, -0.1; size 0.25 x 0.375 of 128 px
     logits[k] = 2.0
-    boxes, scores = R.decode(regressors, logits, anchors, SHORT.size, R.MIN_SCORE)
+    boxes, scores = F.decode(regressors, logits, anchors, SHORT.size, F.MIN_SCORE)
     cx, cy = 6.5 / 8 + 0.05, 1.5 / 8 - 0.1
     np.testing.assert_allclose(boxes, [[cx - 0.125, cy - 0.1875, cx + 0.125, cy + 0.1875]], atol=1e-6)
     np.testing.assert_allclose(scores, [1 / (1 + np.exp(-2.0))])
     # at the threshold's edge: sigmoid(0) = 0.5 is kept by the short-range graph, not by the full range's 0.6
     logits[k] = 0.0
-    assert len(R.decode(regressors, logits, anchors, SHORT.size, 0.5)[0]) == 1
-    assert len(R.decode(regressors, logits, anchors, SHORT.size, 0.6)[0]) == 0
+    assert len(F.decode(regressors, logits, anchors, SHORT.size, 0.5)[0]) == 1
+    assert len(F.decode(regressors, logits, anchors, SHORT.size, 0.6)[0]) == 0
 
 
 def test_weighted_nms_merges_overlaps_and_keeps_separate_faces():
@@ -78,17 +85,17 @@ def test_weighted_nms_merges_overlaps_and_keeps_separate_faces():
                       [0.12, 0.10, 0.32, 0.30],    # overlaps the best (IoU 0.82): merged into it
                       [0.60, 0.60, 0.80, 0.80]])   # another face
     scores = np.array([0.9, 0.6, 0.7])
-    out, out_scores = R.weighted_nms(boxes, scores)
+    out, out_scores = F.weighted_nms(boxes, scores)
     np.testing.assert_allclose(out_scores, [0.9, 0.7])
     np.testing.assert_allclose(out[0], (boxes[0] * 0.9 + boxes[1] * 0.6) / 1.5)
     np.testing.assert_allclose(out[1], boxes[2])
-    assert R.weighted_nms(np.zeros((0, 4)), np.zeros(0))[0].shape == (0, 4)
+    assert F.weighted_nms(np.zeros((0, 4)), np.zeros(0))[0].shape == (0, 4)
 
 
 def test_letterbox_maps_tensor_boxes_back_to_frame_pixels():
     rgb = np.zeros((200, 400, 3), np.uint8)  # wide: fitted to 128 x 64, 32 rows of black above and below
     rgb[50:150, 100:200] = 255
-    tensor, fit = R.letterbox(rgb, 128)
+    tensor, fit = F.letterbox(rgb, 128)
     assert tensor.shape == (1, 128, 128, 3)
     assert (fit.scale, fit.pad_x, fit.pad_y) == (0.32, 0, 32)
     assert tensor[0, 0, 0, 0] == -1.0 and tensor[0, 64, 48, 0] == 1.0  # border black; the white square white
@@ -99,12 +106,12 @@ def test_letterbox_maps_tensor_boxes_back_to_frame_pixels():
 def test_hair_box_is_scaled_lifted_and_merged():
     config = RoiConfig()
     face = np.array([[100.0, 200.0, 140.0, 240.0]])  # 40 px, centre (120, 220)
-    assert R.hair_boxes(face, 2.5, 0.0, config) == [Box(70, 170, 100)]
-    assert R.hair_boxes(face, 2.5, 0.25, config) == [Box(70, 160, 100)]  # 10 px up
+    assert face_boxes(face, 2.5, 0.0, config) == [Box(70, 170, 100)]
+    assert face_boxes(face, 2.5, 0.25, config) == [Box(70, 160, 100)]  # 10 px up
     two = np.array([[100.0, 200.0, 140.0, 240.0], [150.0, 200.0, 190.0, 240.0], [400.0, 0, 440, 40]])
-    merged = R.hair_boxes(two, 2.0, 0.0, config)  # the first two overlap -> one; the third stays (max 2)
+    merged = face_boxes(two, 2.0, 0.0, config)  # the first two overlap -> one; the third stays (max 2)
     assert merged == [Box(80, 155, 130), Box(380, -20, 80)]
-    assert R.hair_boxes(np.zeros((0, 4)), 2.5, 0.0, config) == []
+    assert face_boxes(np.zeros((0, 4)), 2.5, 0.0, config) == []
 
 
 @pytest.mark.parametrize("missing", ["face_detection_short_range.tflite", "face_detection_full_range_sparse.tflite"])

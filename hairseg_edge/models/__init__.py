@@ -25,6 +25,9 @@ SPLITS_DIR = MODELS_DIR.parent / "splits"
 KINDS = ("int8", "float")
 #: The tier used when no model is given.
 DEFAULT_TIER = "default"
+#: The region stage's fallback locator: MediaPipe's BlazeFace short range (Apache-2.0, see
+#: NOTICE-face-detector.md), used when the hair pass finds no head (``hairseg_edge.face_detector``).
+FACE_DETECTOR_PATH = MODELS_DIR / "face_detection_short_range.tflite"
 
 
 @dataclass(frozen=True)
