@@ -350,6 +350,10 @@ class Segmenter:
             high-resolution photos gain, face-filling photos keep the single pass; ``"off"`` is one
             pass on the whole frame (the library's default; the CLI defaults to auto). :meth:`track` is the video form (one inference per tracked frame).
         max_people: with ``roi="auto"``, at most this many regions (default 2).
+        face_detector: with ``roi="auto"``, the face detector the region stage falls back on when the
+            hair pass finds no head: None = the bundled BlazeFace short range, loaded when first needed
+            (an install without it runs without the fallback); ``"off"`` = no fallback; a path = that
+            .tflite, loaded now (a bad file is an InputError naming it).
 
     Raises:
         InputError: the file is missing, not a .tflite, truncated, fails to load, its output is not
@@ -358,12 +362,22 @@ class Segmenter:
 
     def __init__(self, model: str | os.PathLike[str], *, threads: int = 1,
                  adapter: str | None = None, backend: str | None = None, flip_tta: bool = False,
-                 roi: str = DEFAULT_ROI, max_people: int | None = None):
+                 roi: str = DEFAULT_ROI, max_people: int | None = None,
+                 face_detector: str | os.PathLike[str] | None = None):
+        from dataclasses import replace
+
         from .roi import ROI_MODES, RegionStage, with_max_people
 
         if roi not in ROI_MODES:
             raise InputError(f"roi must be one of {', '.join(ROI_MODES)}, got {roi!r}")
         roi_config = with_max_people(None, max_people)  # checks max_people before the model loads
+        detector = None
+        if isinstance(face_detector, str) and face_detector == "off":
+            roi_config = replace(roi_config, face_fallback=False)
+        elif face_detector is not None:  # checked even with roi="off": a bad file given is an error
+            from .face_detector import FaceDetector
+
+            detector = FaceDetector(face_detector, threads=threads)  # a bad file fails before any work
         loaded = load_model(model, threads=threads, backend=backend)
         self._loaded = loaded
         self.path: Path = loaded.path
@@ -406,7 +420,8 @@ class Segmenter:
         self._integer_threshold: int | None = (
             contract.quantized_threshold(self.threshold, out.scale, out.zero_point) if integer_map else None)
         self.roi: str = roi
-        self.region_stage: RegionStage | None = RegionStage(self, roi_config) if roi == "auto" else None
+        self.region_stage: RegionStage | None = (
+            RegionStage(self, roi_config, detector) if roi == "auto" else None)
 
     def _choose_adapter(self, name: str | None) -> Adapter:
         loaded = self._loaded
