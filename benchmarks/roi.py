@@ -6,7 +6,8 @@ same ``Segmenter``, so the stage is the same for each):
 
 * **Small heads** — the recorded validation ids of CelebAMask-HQ faces and Figaro-1k photos (the first
   ``--limit`` of each), shrunk by 0.6 / 0.4 / 0.25 and centred on a plain grey canvas of their own size
-  (``_common.zoom_out(border="plain")``); zoom 1 is the photo as it is. Global IoU, ``roi=off`` vs ``auto``.
+  (``_common.zoom_out(border="plain")``); zoom 1 is the photo as it is. Global IoU, ``roi=off`` vs ``auto``
+  vs ``auto`` without the face fallback (``face_detector="off"``: the stage before issue 23's fallback).
 * **Phone-size photos** — validation photos enlarged 3x (bilinear): boundary F (2 px tolerance at the
   enlarged size), where a crop should give sharper edges than a 224 px map resized 3x.
 * **Latency** — mean milliseconds per photo (the 0.4x and 1x sets) and per frame of a synthetic clip.
@@ -47,6 +48,10 @@ SETS = {"faces": ("celebamask-hq-hair", "celebamask-hq-hair_val.txt"),
         "wild": ("figaro1k-hair-train", "figaro1k-hair-train_val.txt")}
 ZOOMS = (1.0, 0.6, 0.4, 0.25)
 MODES = ("off", "auto")
+#: Segmenter options per mode of the small-heads table: the single pass, the stage (with its face
+#: fallback, the default), and the stage locating with the hair pass alone (before the fallback).
+HEAD_MODES = {"off": {"roi": "off"}, "auto": {"roi": "auto"}, "hair-only": {"roi": "auto", "face_detector": "off"}}
+MODE_LABELS = {"off": "single pass", "auto": "stage", "hair-only": "stage, no face fallback"}
 
 
 def dataset(name: str, limit: int):
@@ -57,8 +62,8 @@ def dataset(name: str, limit: int):
 def small_heads(models: dict[str, Path], limit: int, flip_tta: bool = False) -> dict:
     out: dict = {}
     with contextlib.ExitStack() as stack:
-        segs = {(n, m): stack.enter_context(Segmenter(p, roi=m, flip_tta=flip_tta))
-                for n, p in models.items() for m in MODES}
+        segs = {(n, m): stack.enter_context(Segmenter(p, flip_tta=flip_tta, **HEAD_MODES[m]))
+                for n, p in models.items() for m in HEAD_MODES}
         for set_name in SETS:
             meters = {(k, z): SegmentationMeter() for k in segs for z in ZOOMS}
             bmeters = {k: SegmentationMeter(boundary_tolerance=2) for k in segs}
@@ -247,9 +252,9 @@ def main(argv: list[str] | None = None) -> int:
         for name, modes in heads[set_name].items():
             if name == "images":
                 continue
-            for mode in MODES:
+            for mode in HEAD_MODES:
                 r = modes[mode]
-                rows.append([set_name, name, "stage" if mode == "auto" else "single pass"]
+                rows.append([set_name, name, MODE_LABELS[mode]]
                             + [C.fmt(r[f"iou@{z:g}"]) for z in ZOOMS]
                             + [C.fmt(r["boundary_f@3x"]), C.fmt(r["ms@1"], ".1f"), C.fmt(r["ms@0.4"], ".1f")])
     headers = (["set", "model", "mode"] + [f"IoU {z:g}x" for z in ZOOMS]

@@ -31,6 +31,7 @@ from . import tflite_meta
 from .adapters import TensorSpec, detect_adapter, get_adapter
 from .contract import METADATA_NAME
 from .errors import InputError
+from .face_detector import bundled_summary
 from .models import tier_summary
 
 # ------------------------------------------------------------------------------------------------
@@ -396,6 +397,8 @@ class ModelInfo:
     gpu: GpuCompatibility | None
     description: str = ""
     tier: dict[str, Any] | None = None  # a bundled tier's file: models.tier_summary
+    #: the region stage's fallback locator in this install (face_detector.bundled_summary)
+    face_detector: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -421,6 +424,7 @@ class ModelInfo:
             "backend": self.backend,
             "gpu_delegate": None if self.gpu is None else self.gpu.to_dict(),
             "tier": self.tier,
+            "face_detector": self.face_detector,
         }
 
 
@@ -520,4 +524,5 @@ def inspect_model(model: str | os.PathLike[str], *, check_gpu: bool = True,
         gpu=gpu_compatibility(path, unpacked) if check_gpu else None,
         description=_text(unpacked.description),
         tier=tier_summary(path),
+        face_detector=bundled_summary(),
     )

@@ -108,6 +108,8 @@ class RunOptions:
     recolor_strength: float = 1.0  # 0..1: how far the hair moves to the --recolor colour
     roi: str = "auto"  # Segmenter(roi=...): find the head(s), segment full-resolution crops (roi.py)
     max_people: int | None = None  # Segmenter(max_people=...): at most this many regions
+    #: Segmenter(face_detector=...): the region stage's fallback locator; None = the bundled one, "off"
+    face_detector: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "out_dir", Path(self.out_dir))
@@ -123,6 +125,8 @@ class RunOptions:
             from .roi import with_max_people
 
             with_max_people(None, self.max_people)  # one line for a bad --max-people, before any work
+        if self.face_detector is not None:
+            object.__setattr__(self, "face_detector", str(self.face_detector))
         if self.max_frames is not None and self.max_frames < 1:
             raise InputError(f"--frames must be >= 1, got {self.max_frames}")
         strength = self.recolor_strength
@@ -158,6 +162,8 @@ class RunOptions:
             "hud": self.hud,
             "roi": self.roi,
             "max_people": self.max_people,
+            # what changes pixels is which detector, not where it lies: the signature takes its bytes
+            "face_detector": _face_detector_identity(self.face_detector),
             "max_frames": self.max_frames,
         }
 
@@ -677,6 +683,17 @@ class Runner:
         self.close()
 
 
+def _face_detector_identity(face_detector: str | None) -> str | None:
+    """``--face-detector`` for the request signature and the JSON summary: None (bundled), "off", or
+    the file's sha256 (its path when it cannot be read: the Segmenter reports that)."""
+    if face_detector is None or face_detector == "off":
+        return face_detector
+    try:
+        return "sha256:" + file_sha256(Path(face_detector))
+    except (HairsegError, OSError):
+        return face_detector
+
+
 def _request_signature(source: Source, segmenter: Segmenter, options: RunOptions) -> str:
     """What makes two runs "the same request" for resuming: the source, the model's bytes, the
     adapter and every option that changes an output's pixels (not --force, --threads, --show)."""
@@ -726,7 +743,8 @@ def run_source(source: str | os.PathLike[str] | Source, options: RunOptions | No
                 model = default_model_path("int8")
             segmenter = stack.enter_context(
                 Segmenter(model, threads=options.threads, adapter=options.adapter,
-                          flip_tta=options.flip_tta, roi=options.roi, max_people=options.max_people))
+                          flip_tta=options.flip_tta, roi=options.roi, max_people=options.max_people,
+                          face_detector=options.face_detector))
         folder = stack.enter_context(OutputFolder(options.out_dir, _request_signature(
             resolved, segmenter, options)))
         runner = Runner(segmenter, options, observer, folder)

@@ -85,3 +85,22 @@ ROI_HELP = ("auto: find the head(s) with a first pass on the whole frame, then s
             "face-filling photo keeps the single pass; videos track the region, one inference per "
             "frame); off: one pass on the whole frame.")
 MAX_PEOPLE_HELP = "With --roi auto: segment at most this many heads (default 2)."
+#: ``--face-detector`` help, shared by run and eval (benchmarks/results/roi_detector.md).
+FACE_DETECTOR_HELP = ("With --roi auto: the face detector that locates the head when the first pass finds "
+                      "no hair (small heads): the path of a BlazeFace short-range .tflite, or off. Default: "
+                      "the bundled one.")
+
+
+def face_detector_option(param: typer.CallbackParam, value: str | None) -> str | None:
+    """Typer callback of ``--face-detector``: ``off`` or an existing file, else one line naming it,
+    exit 2, before the command runs (the Segmenter then checks the file is a BlazeFace model)."""
+    if value is None or value == "off":
+        return value
+    path = Path(value)
+    problem = ("no such file" if not path.exists() else "is a folder, expected a .tflite file"
+               if path.is_dir() else None)
+    if problem is not None:
+        name = param.opts[0] if param.opts else param.name
+        print(f"hairseg-edge: {name}: {value}: {problem}", file=sys.stderr)
+        raise typer.Exit(code=2)
+    return value

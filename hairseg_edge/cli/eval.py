@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, Annotated, Optional
 import typer
 
 from hairseg_edge.cli._common import (
-    MAX_PEOPLE_HELP, MODEL_HELP, ROI_HELP, bounded,
-    chosen_model, console, err_console, reports_errors,
+    FACE_DETECTOR_HELP, MAX_PEOPLE_HELP, MODEL_HELP, ROI_HELP, bounded,
+    chosen_model, console, err_console, face_detector_option, reports_errors,
 )
 from hairseg_edge.runtime import MAX_THREADS
 
@@ -108,6 +108,9 @@ def eval_command(
     roi: Annotated[str, typer.Option("--roi", help=ROI_HELP + " Applies to --reference too.")] = "auto",
     max_people: Annotated[Optional[int], typer.Option(
         "--max-people", help=MAX_PEOPLE_HELP, show_default=False, callback=bounded(1, 32))] = None,
+    face_detector: Annotated[Optional[str], typer.Option(
+        "--face-detector", help=FACE_DETECTOR_HELP + " Applies to --reference too.", show_default=False,
+        callback=face_detector_option)] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing --json file.")] = False,
 ) -> None:
     """Score a model on a data set (global and mean IoU, F1, precision, recall, accuracy,
@@ -134,11 +137,13 @@ def eval_command(
     # Models are loaded before the progress bar starts, so a bad model prints just its one line.
     with contextlib.ExitStack() as stack:
         candidate = stack.enter_context(Segmenter(model_path, threads=threads, adapter=adapter,
-                                                  flip_tta=flip_tta, roi=roi, max_people=max_people))
+                                                  flip_tta=flip_tta, roi=roi, max_people=max_people,
+                                                  face_detector=face_detector))
         ref = None
         if reference is not None:
             ref = stack.enter_context(Segmenter(reference, threads=threads, adapter=reference_adapter,
-                                                  flip_tta=flip_tta, roi=roi, max_people=max_people))
+                                                  flip_tta=flip_tta, roi=roi, max_people=max_people,
+                                                  face_detector=face_detector))
         progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                             TimeElapsedColumn(), console=console, redirect_stdout=False,
                             redirect_stderr=False)

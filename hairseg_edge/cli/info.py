@@ -84,6 +84,7 @@ def _print(info: ModelInfo) -> None:
         summary.append(["region stage", "run/eval --roi auto (default): a first pass on the whole frame finds "
                         "the head(s), a second segments a full-resolution crop of each; face-filling "
                         "photos keep one pass; --roi off for the single pass"])
+        summary.append(["face detector", _face_detector_text(info.face_detector)])
     print_table(console, [Column("", numeric=False, key=True, style="bold"), Column("", numeric=False, wrap_at=None)],
                 summary, title=escape(str(info.path)), show_header=False, box=None, pad_edge=False)
 
@@ -106,6 +107,19 @@ def _print(info: ModelInfo) -> None:
                               Column("reason", numeric=False)],
                     [[str(issue.op_index), issue.op, issue.reason] for issue in info.gpu.issues],
                     title="GPU delegate issues")
+
+
+def _face_detector_text(face: dict | None) -> str:
+    """The region stage's fallback locator: used when the first pass finds no hair."""
+    from rich.markup import escape
+
+    if face is None:
+        return "none"
+    if not face["present"]:
+        return (f"[yellow]not in this install[/] ({escape(face['path'])} is missing): the region stage "
+                "runs without its fallback; --face-detector PATH gives one")
+    return (f"{face['name']}, {face['bytes']:,} bytes: locates the head(s) when the first pass finds no "
+            f"hair (--face-detector off: never); {escape(face['path'])}")
 
 
 @reports_errors

@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, Annotated, Optional
 import typer
 
 from hairseg_edge.cli._common import (
-    MAX_PEOPLE_HELP, MODEL_HELP, ROI_HELP, bounded,
-    chosen_model, console, reports_errors,
+    FACE_DETECTOR_HELP, MAX_PEOPLE_HELP, MODEL_HELP, ROI_HELP, bounded,
+    chosen_model, console, face_detector_option, reports_errors,
 )
 from hairseg_edge.runtime import MAX_THREADS
 
@@ -106,6 +106,9 @@ def run_command(
     roi: Annotated[str, typer.Option("--roi", help=ROI_HELP)] = "auto",
     max_people: Annotated[Optional[int], typer.Option(
         "--max-people", help=MAX_PEOPLE_HELP, show_default=False, callback=bounded(1, 32))] = None,
+    face_detector: Annotated[Optional[str], typer.Option(
+        "--face-detector", help=FACE_DETECTOR_HELP, show_default=False,
+        callback=face_detector_option)] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite existing outputs.")] = False,
     adapter: Annotated[Optional[str], typer.Option(
         "--adapter",
@@ -137,7 +140,8 @@ def run_command(
                          overlay=overlay, recolor=recolor, soft=soft,
                          show=show, force=force, smooth=smooth, threads=threads, adapter=adapter,
                          flip_tta=flip_tta, max_frames=frames, hud=hud,
-                         recolor_strength=recolor_strength, roi=roi, max_people=max_people)
+                         recolor_strength=recolor_strength, roi=roi, max_people=max_people,
+                         face_detector=face_detector)
     if json_path is not None and json_path.exists() and not force:
         raise InputError("already exists (pass --force to overwrite)", json_path)
 
