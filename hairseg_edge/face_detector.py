@@ -191,7 +191,11 @@ class FaceDetector:
 
         self.path = Path(path) if path is not None else bundled_path()
         self.spec = spec
-        loaded = load_model(self.path, threads=threads)
+        try:
+            loaded = load_model(self.path, threads=threads)
+        except InputError as exc:  # say which file this is: the hair model has its own errors
+            problem = str(exc).removeprefix(f"{exc.path}: ") if exc.path else str(exc)
+            raise InputError(f"face detector: {problem}", self.path) from None
         self.interpreter = loaded.interpreter
         self.input = self.interpreter.get_input_details()[0]
         outputs = self.interpreter.get_output_details()
@@ -199,13 +203,14 @@ class FaceDetector:
         if (tuple(self.input["shape"]) != (1, spec.size, spec.size, 3) or self.input["dtype"] != np.float32
                 or len(outputs) != 2 or set(by_width) != {16, 1}
                 or any(int(np.prod(o["shape"])) != spec.num_boxes * int(o["shape"][-1]) for o in outputs)):
-            raise InputError(f"not a BlazeFace face detector with a {spec.size}x{spec.size} input "
-                             f"(input {list(self.input['shape'])}, outputs {[list(o['shape']) for o in outputs]})",
-                             self.path)
+            shapes = [[int(d) for d in o["shape"]] for o in outputs]
+            raise InputError(f"face detector: not a BlazeFace model with a {spec.size}x{spec.size} input "
+                             f"(input {[int(d) for d in self.input['shape']]}, outputs {shapes})", self.path)
         self.regressors, self.logits = by_width[16], by_width[1]
         self.anchors = ssd_anchor_centres(spec.size, spec.strides, spec.interpolated_scale_aspect_ratio)
         if len(self.anchors) != spec.num_boxes:
-            raise InputError(f"{len(self.anchors)} anchors, the graph says {spec.num_boxes}", self.path)
+            raise InputError(f"face detector: {len(self.anchors)} anchors, the graph says {spec.num_boxes}",
+                             self.path)
 
     def faces(self, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Face boxes in frame pixels ``(K, 4)`` (x0, y0, x1, y1), best first, and their scores."""

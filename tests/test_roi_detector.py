@@ -122,3 +122,85 @@ def test_missing_detector_file_is_one_line_exit_2(tmp_path, capsys, missing):
     assert R.main(["--detector-dir", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and missing in err and str(tmp_path) in err
+
+
+# --- the bundled detector file --------------------------------------------------------------------------
+SAMPLE = Path(__file__).resolve().parents[1] / "examples" / "astronaut.png"
+
+
+@pytest.fixture(scope="module")
+def sample():
+    from hairseg_edge.imageio import read_image
+
+    return read_image(SAMPLE)
+
+
+def test_bundled_detector_finds_the_sample_face_in_frame_pixels(sample):
+    from hairseg_edge.models import FACE_DETECTOR_PATH
+
+    detector = F.FaceDetector()
+    assert detector.path == FACE_DETECTOR_PATH
+    (score, x0, y0, x1, y1), = detector.detect(sample)
+    # The face (eyebrows to chin, ear to ear) of the 512x512 photo: about (178, 81) - (272, 175).
+    assert score > 0.9
+    np.testing.assert_allclose([x0, y0, x1, y1], [178, 81, 272, 175], atol=6)
+    # In a wider frame (letterboxed with a border above and below) the box moves with the photo.
+    wide = np.zeros((512, 640, 3), np.uint8)
+    wide[:, 100:612] = sample
+    (_, wx0, wy0, wx1, wy1), = detector.detect(wide)
+    np.testing.assert_allclose([wx0 - 100, wy0, wx1 - 100, wy1], [x0, y0, x1, y1], atol=6)
+    assert detector.detect(np.full((200, 300, 3), 128, np.uint8)) == []
+
+
+def _bad_detector_files(tmp_path: Path) -> dict[str, tuple[Path, str]]:
+    """Each kind of bad --face-detector file, with a word its one-line error must contain."""
+    from hairseg_edge.models import FACE_DETECTOR_PATH, default_model_path
+
+    text = tmp_path / "notes.tflite"
+    text.write_text("not a model\n")
+    truncated = tmp_path / "truncated.tflite"
+    truncated.write_bytes(FACE_DETECTOR_PATH.read_bytes()[:20000])
+    return {"missing": (tmp_path / "nope.tflite", "nope.tflite"), "text": (text, "notes.tflite"),
+            "truncated": (truncated, "truncated.tflite"),
+            "wrong tensors": (default_model_path("int8"), "not a BlazeFace")}
+
+
+def test_bad_detector_files_are_input_errors_naming_the_file(tmp_path):
+    from hairseg_edge.errors import InputError
+    from hairseg_edge.models import default_model_path
+    from hairseg_edge.runtime import Segmenter
+
+    for kind, (path, needle) in _bad_detector_files(tmp_path).items():
+        with pytest.raises(InputError) as caught:
+            F.FaceDetector(path)
+        message = str(caught.value)
+        assert str(path) in message and needle in message and "\n" not in message, (kind, message)
+        with pytest.raises(InputError):  # an explicit file is checked when the Segmenter opens
+            Segmenter(default_model_path("int8"), roi="auto", face_detector=path)
+
+
+@pytest.mark.parametrize("command", ["run", "eval"])
+def test_cli_bad_face_detector_is_one_line_exit_2_and_writes_nothing(tmp_path, command):
+    from typer.testing import CliRunner
+
+    from hairseg_edge.cli import app
+
+    bad = _bad_detector_files(tmp_path)
+    data = tmp_path / "data"  # eval: a one-image data set
+    (data / "images").mkdir(parents=True)
+    (data / "masks").mkdir()
+    import shutil
+
+    import cv2
+
+    shutil.copy(SAMPLE, data / "images" / "a.png")
+    cv2.imwrite(str(data / "masks" / "a.png"), np.zeros((512, 512), np.uint8))
+    for kind, (path, needle) in bad.items():
+        out = tmp_path / f"out-{kind.replace(' ', '-')}"
+        args = (["run", str(SAMPLE), "-o", str(out)] if command == "run"
+                else ["eval", "--data", str(data), "--json", str(out / "eval.json")])
+        result = CliRunner().invoke(app, [*args, "--face-detector", str(path)], terminal_width=300)
+        assert result.exit_code == 2, (kind, result.output)
+        lines = [line for line in result.output.splitlines() if line.strip()]
+        assert len(lines) == 1 and needle in lines[0] and "Traceback" not in result.output, (kind, result.output)
+        assert not out.exists(), kind
