@@ -38,7 +38,7 @@ import cv2
 from _common import cpu_model  # benchmarks/ is on sys.path when this script runs
 
 from hairseg_edge.imageio import file_sha256
-from hairseg_edge.models import DEFAULT_TIER, FILES, TIERS, Tier
+from hairseg_edge.models import DEFAULT_TIER, FACE_DETECTOR_PATH, FILES, TIERS, Tier
 
 SMALL_HEAD_ZOOMS = [0.6, 0.4]
 REPO = Path(__file__).resolve().parents[1]
@@ -479,9 +479,38 @@ def install_card(card: dict, models_dir: Path = MODELS) -> None:
 
 
 def render_cards(models_dir: Path = MODELS) -> str:
-    """MODEL_CARD.md: the card of each tier whose card JSON is in ``models_dir``, fastest tier first."""
+    """MODEL_CARD.md: the card of each tier whose card JSON is in ``models_dir``, fastest tier first,
+    then the bundled face detector's section (when its file is there)."""
     cards = [json.loads(t.card_path(models_dir).read_text()) for t in TIERS.values() if t.card_path(models_dir).is_file()]
-    return "\n".join(render_card(card) for card in cards)
+    text = "\n".join(render_card(card) for card in cards)
+    detector = models_dir / FACE_DETECTOR_PATH.name
+    return text + ("\n" + render_face_detector(detector) if detector.is_file() else "")
+
+
+def render_face_detector(path: Path) -> str:
+    """MODEL_CARD.md's section on the region stage's fallback locator: what it is, where it is from,
+    what it does here (benchmarks/results/roi_detector.md) and what it is not."""
+    import hashlib
+
+    data = path.read_bytes()
+    return f"""# The bundled face detector (not a hairseg-edge model)
+
+`{path.name}` is MediaPipe's BlazeFace short-range face detector (Google LLC, **Apache-2.0**, not the
+research-only terms of the hair models), byte-identical to the file in the `mediapipe==0.10.14` wheel
+(`mediapipe/modules/face_detection/{path.name}`): {len(data):,} bytes, sha256 `{hashlib.sha256(data).hexdigest()}`.
+Notice: `NOTICE-face-detector.md`.
+
+- **Use here**: the region stage's fallback locator (`hairseg_edge/face_detector.py`, run/eval
+  `--face-detector PATH|off`). It runs only when the hair model's whole-frame pass finds no hair; each face
+  becomes a square box 2.0x the face box, lifted 0.3 face sides, that the hair model then segments.
+- **Measured** (`benchmarks/results/roi_detector.md`, validation photos shrunk onto a grey canvas): never
+  worse than the hair pass alone; at 0.25x IoU 0.780 -> 0.808 (CelebAMask-HQ faces) and 0.607 -> 0.673
+  (Figaro-1k), "no head found" 7% -> 0% and 12% -> 3%. As the only locator it is worse (Figaro-1k: no face
+  in 37-50% of photos: backs of heads, profiles, faces below its size).
+- **Limits**: a short-range model, for faces that fill a good part of the frame (the detector sees the
+  frame at 128 px); it finds faces, not hair, so a head seen from behind stays unfound. Its accuracy across
+  demographics, poses and lighting is described in MediaPipe's model card, not measured here.
+"""
 
 
 def row_label(card: dict, model: str) -> str:
