@@ -61,11 +61,16 @@ def core_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
         metadata = archive.read(f"{info}/METADATA").decode()
         weights_terms = archive.read(f"{info}/licenses/LICENSE-WEIGHTS.md").decode()
         splits = [name for name in archive.namelist() if name.startswith("hairseg_edge/splits/")]
+        names = set(archive.namelist())
     assert not top_level & {"training", "export"}, f"generic top-level packages in the wheel: {top_level}"
     # The wheel's metadata says what the README and the model card say: MIT code, research-only weights.
     assert "License-Expression: MIT AND LicenseRef-hairseg-edge-weights-noncommercial-research" in metadata
     assert "License-File: LICENSE-WEIGHTS.md" in metadata and "non-commercial research" in weights_terms
     assert len(splits) == 4  # the recorded validation ids travel with the package
+    # The region stage's fallback locator and its Apache-2.0 notice ship too.
+    assert {"hairseg_edge/models/face_detection_short_range.tflite",
+            "hairseg_edge/models/NOTICE-face-detector.md"} <= names
+    assert metadata.count("License-Expression:") == 1 and "AND Apache-2.0" in metadata
 
     venv = work / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300, env=_env())
