@@ -152,6 +152,21 @@ def test_bundled_detector_finds_the_sample_face_in_frame_pixels(sample):
     assert detector.detect(np.full((200, 300, 3), 128, np.uint8)) == []
 
 
+def test_info_names_the_bundled_detector():
+    import json
+
+    from typer.testing import CliRunner
+
+    from hairseg_edge.cli import app
+    from hairseg_edge.models import FACE_DETECTOR_PATH
+
+    result = CliRunner().invoke(app, ["info", "--json", "--no-gpu"])
+    assert result.exit_code == 0, result.output
+    face = json.loads(result.output)["face_detector"]
+    assert face["present"] and face["path"] == str(FACE_DETECTOR_PATH)
+    assert face["bytes"] == FACE_DETECTOR_PATH.stat().st_size and "Apache-2.0" in face["name"]
+
+
 def _bad_detector_files(tmp_path: Path) -> dict[str, tuple[Path, str]]:
     """Each kind of bad --face-detector file, with a word its one-line error must contain."""
     from hairseg_edge.models import FACE_DETECTOR_PATH, default_model_path
