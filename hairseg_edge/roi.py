@@ -81,9 +81,9 @@ class RoiConfig:
             raise InputError("min_share must be in [0, 1] and skip_share > 0")
         if isinstance(self.redetect_every, bool) or int(self.redetect_every) < 1:
             raise InputError(f"redetect_every must be >= 1, got {self.redetect_every!r}")
-        if not self.face_scale >= 1.0 or not abs(self.face_lift) < 10.0:
-            raise InputError(f"face_scale must be >= 1 and face_lift finite, got {self.face_scale!r}, "
-                             f"{self.face_lift!r}")
+        if not self.face_scale >= 1.0 or not abs(self.face_lift) < 10.0:  # NaN fails both
+            raise InputError(f"face_scale must be >= 1 and face_lift between -10 and 10 (face sides), got "
+                             f"{self.face_scale!r}, {self.face_lift!r}")
 
 
 @dataclass(frozen=True)
@@ -247,7 +247,7 @@ class RegionStage:
                 self._face_detector_error = f"not in this install ({path.name} is missing)"
                 return None
             try:
-                self._face_detector = FaceDetector(path)
+                self._face_detector = FaceDetector(path, threads=getattr(self.segmenter, "threads", 1))
             except InputError as exc:  # a damaged install: the stage works on, without the fallback
                 self._face_detector_error = str(exc)
                 return None

@@ -106,6 +106,10 @@ def test_config_rejects_bad_values():
             RoiConfig(max_people=bad)
     with pytest.raises(InputError):
         RoiConfig(smoothing=0.0)
+    for bad in ({"face_scale": 0.5}, {"face_scale": float("nan")}, {"face_lift": float("nan")},
+                {"face_lift": 1e9}):
+        with pytest.raises(InputError, match="face_scale"):
+            RoiConfig(**bad)
 
 
 # --- the stage with the bundled model --------------------------------------------------------------------
