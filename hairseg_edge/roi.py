@@ -69,6 +69,7 @@ class RoiConfig:
     face_fallback: bool = True # no hair found on the whole frame: locate faces with the face detector
     face_scale: float = 2.0    # face fallback: box side / the face box's longer side (measured best)
     face_lift: float = 0.3     # face fallback: box centre this many face sides above the face's centre
+    face_every: int = 10       # video with no head in view: the face fallback runs on every K-th frame
 
     def __post_init__(self) -> None:
         if isinstance(self.max_people, bool) or not isinstance(self.max_people, int) or self.max_people < 1:
@@ -81,6 +82,8 @@ class RoiConfig:
             raise InputError("min_share must be in [0, 1] and skip_share > 0")
         if isinstance(self.redetect_every, bool) or int(self.redetect_every) < 1:
             raise InputError(f"redetect_every must be >= 1, got {self.redetect_every!r}")
+        if isinstance(self.face_every, bool) or int(self.face_every) < 1:
+            raise InputError(f"face_every must be >= 1, got {self.face_every!r}")
         if not self.face_scale >= 1.0 or not abs(self.face_lift) < 10.0:  # NaN fails both
             raise InputError(f"face_scale must be >= 1 and face_lift between -10 and 10 (face sides), got "
                              f"{self.face_scale!r}, {self.face_lift!r}")
@@ -277,12 +280,12 @@ class RegionStage:
             return seg.integers[rows, cols] > q
         return seg.probability[rows, cols] > LOCATE_THRESHOLD
 
-    def locate(self, seg: Segmentation, rgb: np.ndarray | None = None) -> list[Box]:
+    def locate(self, seg: Segmentation, rgb: np.ndarray | None = None, *, faces: bool = True) -> list[Box]:
         """Boxes around the ``max_people`` largest hair components of a whole-frame segmentation;
         with the frame ``rgb``, boxes around its faces when there is no hair (the face fallback)."""
         boxes = self._locate_hair(seg)
         self.last_located_by = "hair" if boxes else None
-        if not boxes and rgb is not None:
+        if not boxes and rgb is not None and faces:
             detector = self._faces()
             if detector is not None:
                 self.face_detections += 1
@@ -309,11 +312,12 @@ class RegionStage:
 
     # -- one frame ------------------------------------------------------------------------------
 
-    def segment(self, rgb: np.ndarray) -> Segmentation:
-        """Locate on the whole frame, then segment each region at full resolution."""
+    def segment(self, rgb: np.ndarray, *, faces: bool = True) -> Segmentation:
+        """Locate on the whole frame, then segment each region at full resolution (``faces=False``:
+        without the face fallback)."""
         rgb = contract.as_rgb_uint8(rgb)
         whole = self.segmenter.segment_whole(rgb)
-        boxes = self.locate(whole, rgb)
+        boxes = self.locate(whole, rgb, faces=faces)
         first = whole
         if self.last_located_by == "face" and not any(
                 b.side >= self.config.skip_share * max(rgb.shape[:2]) for b in boxes):
@@ -448,6 +452,7 @@ class RegionTracker:
         self.relocate = True
         self.thumb: np.ndarray | None = None
         self.locates = 0      # how often the whole frame was searched (for tests and reports)
+        self.empty_frames = 0 # consecutive searched frames that found no head
 
     def frame(self, rgb: np.ndarray) -> Segmentation:
         stage, cfg = self.stage, self.stage.config
@@ -455,7 +460,11 @@ class RegionTracker:
         cut = self.thumb is not None and float(np.mean(np.abs(thumb - self.thumb))) > cfg.scene_cut
         self.thumb = thumb
         if self.relocate or cut or not self.boxes or self.since_locate >= cfg.redetect_every:
-            result = stage.segment(rgb)
+            # With nobody in view every frame is searched; the face detector (as dear as the hair
+            # pass) then runs on every face_every-th of them, and at once after a scene cut.
+            faces = cut or self.empty_frames % cfg.face_every == 0
+            result = stage.segment(rgb, faces=faces)
+            self.empty_frames = 0 if stage.last_boxes else self.empty_frames + 1
             self.locates += 1
             self.since_locate = 0
             measured = [self._box_of(result, box) for box in stage.last_boxes]

@@ -384,6 +384,22 @@ def test_tracker_relocation_uses_the_face_fallback(bundled, dim):
     auto.reset_tracking()
 
 
+def test_an_empty_video_runs_the_face_detector_on_every_kth_frame(bundled):
+    """Nobody in view: every frame is searched with the hair pass, the detector only every face_every-th
+    frame (it costs as much as the hair pass), and again at once after a scene cut."""
+    auto, _ = bundled
+    stage = auto.region_stage
+    empty = np.full((240, 320, 3), 128, np.uint8)
+    auto.reset_tracking()
+    before = stage.face_detections
+    for _ in range(25):
+        assert not auto.track(empty).mask.any()
+    assert stage.face_detections - before == 3  # frames 0, 10 and 20 (face_every = 10)
+    assert not auto.track(np.full_like(empty, 230)).mask.any()  # a scene cut (a dark frame would look like hair)
+    assert stage.face_detections - before == 4
+    auto.reset_tracking()
+
+
 def test_install_without_the_detector_runs_without_the_fallback(monkeypatch, tmp_path, dim):
     """The bundled file missing from an install: no crash, the hair pass alone, and `info` says so."""
     import hairseg_edge.models as models
