@@ -129,6 +129,28 @@ def export(run: Path, data_root: Path, work: Path) -> dict:
     return report.to_dict()
 
 
+#: The int8 model must agree with its float original at least this much (mask IoU) on
+#: ``synth.agreement_images`` (the sample photo, a crop of it, generated faces), as tests/test_regression.py
+#: asks of every bundled tier: the first large-tier candidate scored well on the validation splits and
+#: painted the sample photo's face as hair (benchmarks/README, "The large tier's first candidate").
+MIN_SAMPLE_AGREEMENT = 0.97
+
+
+def sample_agreement(int8: Path, float32: Path) -> float:
+    """Mask agreement (IoU) of two models on ``synth.agreement_images`` of the sample photo."""
+    from hairseg_edge.imageio import read_image
+    from hairseg_edge.metrics import AgreementMeter
+    from hairseg_edge.runtime import Segmenter
+    from hairseg_edge.synth import agreement_images
+
+    meter = AgreementMeter()
+    with Segmenter(int8) as a, Segmenter(float32) as b:
+        for rgb in agreement_images(read_image(REPO / "examples" / "astronaut.png")):
+            ra, rb = a.segment(rgb), b.segment(rgb)
+            meter.update(ra.mask, rb.mask, ra.probability, rb.probability)
+    return meter.result().iou
+
+
 def package(int8: Path, out: Path) -> None:
     mobile_py = REPO / ".venv-mobile" / "bin" / "hairseg-edge"
     if not mobile_py.exists():
@@ -218,7 +240,7 @@ def bench_all(models: dict[str, tuple[Path, str | None]], image: Path, rounds: i
     return out
 
 
-def main() -> None:
+def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("run", type=Path, nargs="?", help="the training run folder (not needed with --card-only)")
     ap.add_argument("--tier", choices=list(TIERS), default=DEFAULT_TIER,
@@ -235,7 +257,7 @@ def main() -> None:
         card.update(pi5_estimate(card["macs"]))
         write_results(card)
         install_card(card)
-        return
+        return 0
     if args.run is None:
         ap.error("give the training run folder")
 
@@ -248,6 +270,12 @@ def main() -> None:
     int8_raw = next(Path(v["path"]) for v in export_report["variants"] if v["name"] == "int8")
     int8 = work / tier.files["int8"]
     package(int8_raw, int8)
+    agreement = sample_agreement(int8, float32)
+    print(f"int8 vs float on the sample photo and generated faces: agreement IoU {agreement:.4f}", flush=True)
+    if agreement < MIN_SAMPLE_AGREEMENT:
+        print(f"not shipped: the agreement is under {MIN_SAMPLE_AGREEMENT} (tests/test_regression.py would fail)",
+              file=sys.stderr)
+        return 1
 
     models: dict[str, tuple[Path, str | None]] = {"hairseg float32": (float32, None), "hairseg int8": (int8, None)}
     if tier.name != DEFAULT_TIER:  # the fast tier as it ships, in the same run
@@ -307,6 +335,7 @@ def main() -> None:
         shutil.copyfile(args.run / "model.keras", MODELS / tier.files["float"])
         install_card(card)
         print(f"installed into {MODELS}")
+    return 0
 
 
 def _rel(path: str) -> str:

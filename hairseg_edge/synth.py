@@ -406,3 +406,14 @@ def make_dataset(
             if mask.any():
                 write_image(anno / f"{k:05d}_hair.png", mask[::2, ::2] * 255, force=overwrite)
     return root
+
+
+def agreement_images(photo: np.ndarray, seed: int = 2024) -> list[np.ndarray]:
+    """The images an int8 model must agree on with its float original before it ships (the regression
+    test and the ship script's gate): ``photo`` (the sample photo), a wide crop of it, and nine
+    generated faces of three shapes. Off the training distribution on purpose: a model that agrees
+    only on the faces it was calibrated and validated on is not robust enough to ship."""
+    rng = np.random.default_rng(seed)
+    images = [photo, np.ascontiguousarray(photo[96:416])]
+    images += [render_sample(rng, h, w)[0] for h, w in [(256, 256), (200, 300), (320, 240)] * 3]
+    return images

@@ -39,6 +39,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from hairseg_edge.models import bundled_tiers
+
 REPO = Path(__file__).resolve().parents[1]
 BUNDLED_INT8 = REPO / "hairseg_edge" / "models" / "hairseg_int8.tflite"
 SAMPLE_PHOTO = REPO / "examples" / "astronaut.png"
@@ -152,8 +154,9 @@ def test_model_wrapped_by_package_loads_in_mediapipe_and_agrees_with_run(
     assert result["matched_iou"] >= MIN_IOU, result
 
 
-#: Every tier's int8 file ships packaged and loads in MediaPipe's ImageSegmenter.
-TIER_FILES = ("hairseg_int8.tflite", "hairseg_large_int8.tflite")
+#: Every bundled tier's int8 file ships packaged and loads in MediaPipe's ImageSegmenter
+#: (tests/test_regression.py checks which tiers must be bundled).
+TIER_FILES = tuple(tier.files["int8"] for tier in bundled_tiers())
 
 
 @pytest.mark.parametrize("name", TIER_FILES)

@@ -24,13 +24,15 @@ from hairseg_edge.imageio import read_image
 from hairseg_edge.metrics import AgreementMeter
 from hairseg_edge.models import MODELS_DIR, TIERS, Tier, bundled_tiers
 from hairseg_edge.runtime import Segmenter
-from hairseg_edge.synth import render_sample
+from hairseg_edge.synth import agreement_images
 
 pytestmark = pytest.mark.train
 
 REPO = Path(__file__).resolve().parents[1]
-#: The tiers this repository ships (a missing file is a failure, not a skip).
-SHIPPED_TIERS = ("default", "large")
+#: The tiers this repository ships (a missing file is a failure, not a skip). The large tier is not
+#: shipped yet: its first candidate was rejected (benchmarks/results/large_candidate_s5_rejected.md);
+#: add it here with its files.
+SHIPPED_TIERS = ("default",)
 SPLITS = REPO / "hairseg_edge" / "splits"
 SAMPLE = REPO / "examples" / "astronaut.png"
 MIN_AGREEMENT = 0.97
@@ -38,11 +40,7 @@ MIN_AGREEMENT = 0.97
 
 def _check_images() -> list[np.ndarray]:
     """The sample photo, a wide crop of it and generated faces of several shapes."""
-    rng = np.random.default_rng(2024)
-    photo = read_image(SAMPLE)
-    images = [photo, np.ascontiguousarray(photo[96:416])]
-    images += [render_sample(rng, h, w)[0] for h, w in [(256, 256), (200, 300), (320, 240)] * 3]
-    return images
+    return agreement_images(read_image(SAMPLE))
 
 
 @pytest.fixture(scope="module", params=[t for t in SHIPPED_TIERS if TIERS[t] in bundled_tiers()])
