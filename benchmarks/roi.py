@@ -7,7 +7,8 @@ same ``Segmenter``, so the stage is the same for each):
 * **Small heads** — the recorded validation ids of CelebAMask-HQ faces and Figaro-1k photos (the first
   ``--limit`` of each), shrunk by 0.6 / 0.4 / 0.25 and centred on a plain grey canvas of their own size
   (``_common.zoom_out(border="plain")``); zoom 1 is the photo as it is. Global IoU, ``roi=off`` vs ``auto``
-  vs ``auto`` without the face fallback (``face_detector="off"``: the stage before issue 23's fallback).
+  vs ``auto`` with its crops run once (``RoiConfig(crop_flip=False)``) and also without the face fallback
+  (``face_detector="off"``: the stage as it first landed).
 * **Phone-size photos** — validation photos enlarged 3x (bilinear): boundary F (2 px tolerance at the
   enlarged size), where a crop should give sharper edges than a 224 px map resized 3x.
 * **Latency** — mean milliseconds per photo (the 0.4x and 1x sets) and per frame of a synthetic clip.
@@ -49,9 +50,13 @@ SETS = {"faces": ("celebamask-hq-hair", "celebamask-hq-hair_val.txt"),
 ZOOMS = (1.0, 0.6, 0.4, 0.25)
 MODES = ("off", "auto")
 #: Segmenter options per mode of the small-heads table: the single pass, the stage (with its face
-#: fallback, the default), and the stage locating with the hair pass alone (before the fallback).
-HEAD_MODES = {"off": {"roi": "off"}, "auto": {"roi": "auto"}, "hair-only": {"roi": "auto", "face_detector": "off"}}
-MODE_LABELS = {"off": "single pass", "auto": "stage", "hair-only": "stage, no face fallback"}
+#: fallback and mirrored crops, the default), the stage with crops run once (``crop_flip=False``),
+#: and the stage locating with the hair pass alone (before the fallback).
+HEAD_MODES = {"off": {"roi": "off"}, "auto": {"roi": "auto"},
+              "plain-crops": {"roi": "auto", "roi_config": RoiConfig(crop_flip=False)},
+              "hair-only": {"roi": "auto", "face_detector": "off", "roi_config": RoiConfig(crop_flip=False)}}
+MODE_LABELS = {"off": "single pass", "auto": "stage", "plain-crops": "stage, crops not mirrored",
+               "hair-only": "stage, crops not mirrored, no face fallback"}
 
 
 def dataset(name: str, limit: int):
@@ -268,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
     sweep_rows = [[k["box_scale"], k["skip_share"]]
                   + [f'{C.fmt(k[f"{s}@{z:g}"])} ({k[f"{s}@{z:g} inferences"]:.2f})'
                      for s in SETS for z in SWEEP_ZOOMS] for k in knobs]
-    extra = ("\n\n## The knobs (bundled int8, first %d ids per set; IoU, inferences per photo)\n\n" % a.sweep_limit
+    extra = ("\n\n## The knobs (bundled int8, first %d ids per set; IoU, model invocations per photo)\n\n" % a.sweep_limit
              + C.markdown_table(["box_scale", "skip_share"] + [f"{s} {z:g}x" for s in SETS for z in SWEEP_ZOOMS],
                                 sweep_rows)
              + "\n\n## Video: a 0.4x face panned over a 512x512 canvas "

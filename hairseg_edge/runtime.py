@@ -27,7 +27,7 @@ import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -35,6 +35,9 @@ from . import contract, tflite_meta
 from .adapters import Adapter, TensorSpec, detect_adapter, get_adapter
 from .contract import Contract
 from .errors import HairsegError, InputError, UnverifiedModelWarning
+
+if TYPE_CHECKING:
+    from .roi import RoiConfig
 
 #: ``Segmenter(roi=...)`` when a library caller does not say: one pass, so code that measures the model
 #: itself (export verification, benchmarks) is unchanged. The commands a user segments with (`run`,
@@ -363,14 +366,14 @@ class Segmenter:
     def __init__(self, model: str | os.PathLike[str], *, threads: int = 1,
                  adapter: str | None = None, backend: str | None = None, flip_tta: bool = False,
                  roi: str = DEFAULT_ROI, max_people: int | None = None,
-                 face_detector: str | os.PathLike[str] | None = None):
+                 face_detector: str | os.PathLike[str] | None = None, roi_config: RoiConfig | None = None):
         from dataclasses import replace
 
         from .roi import ROI_MODES, RegionStage, with_max_people
 
         if roi not in ROI_MODES:
             raise InputError(f"roi must be one of {', '.join(ROI_MODES)}, got {roi!r}")
-        roi_config = with_max_people(None, max_people)  # checks max_people before the model loads
+        roi_config = with_max_people(roi_config, max_people)  # checks max_people before the model loads
         detector = None
         if isinstance(face_detector, str) and face_detector == "off":
             roi_config = replace(roi_config, face_fallback=False)
@@ -406,13 +409,14 @@ class Segmenter:
         self._input = loaded.inputs[0]
         self._outputs = loaded.outputs
         self.flip_tta = bool(flip_tta)
-        if self.flip_tta:
-            side = tuple(loaded.inputs[0].shape[1:3])
-            for spec in loaded.outputs:
-                if len(spec.shape) != 4 or tuple(spec.shape[1:3]) != side:
-                    raise InputError(f"--flip-tta needs outputs that are maps at the input's size "
-                                     f"{side[1]}x{side[0]}; output {spec.name!r} is {list(spec.shape)}",
-                                     self.path)
+        side = tuple(loaded.inputs[0].shape[1:3])
+        not_maps = [spec for spec in loaded.outputs if len(spec.shape) != 4 or tuple(spec.shape[1:3]) != side]
+        #: Whether the outputs are maps at the input's size, which mirror test-time augmentation needs.
+        self.mirrorable = not not_maps
+        if self.flip_tta and not_maps:
+            spec = not_maps[0]
+            raise InputError(f"--flip-tta needs outputs that are maps at the input's size "
+                             f"{side[1]}x{side[0]}; output {spec.name!r} is {list(spec.shape)}", self.path)
         # Contract models whose map is quantized are finished in integers (see finish()).
         out = loaded.outputs[0]
         integer_map = (chosen.follows_contract and len(loaded.outputs) == 1 and out.quantized
@@ -448,8 +452,9 @@ class Segmenter:
         """Any-size RGB uint8 -> (the ``H x W x 3`` uint8 model image, context for postprocess)."""
         return self._adapter.prepare(rgb, self.input_hw)
 
-    def infer(self, model_input: np.ndarray) -> list[np.ndarray]:
-        """A prepared ``H x W x 3`` uint8 model image -> the model's raw outputs, in their own dtypes."""
+    def infer(self, model_input: np.ndarray, *, flip: bool | None = None) -> list[np.ndarray]:
+        """A prepared ``H x W x 3`` uint8 model image -> the model's raw outputs, in their own dtypes.
+        ``flip`` overrides ``flip_tta`` for this call (the region stage mirrors its crops only)."""
         self._check_open()
         image = np.asarray(model_input)
         if image.shape[:2] != self.input_hw:
@@ -458,7 +463,7 @@ class Segmenter:
         values = self._adapter.encode(image, self._input)
         tensor = quantize_input(values, self._input)[np.newaxis]
         outputs = self._invoke(tensor)
-        if self.flip_tta:
+        if self.flip_tta if flip is None else flip:
             mirrored = self._invoke(np.ascontiguousarray(tensor[:, :, ::-1]))
             outputs = [mean_with_mirror(a, b) for a, b in zip(outputs, mirrored)]
         return outputs
@@ -502,10 +507,10 @@ class Segmenter:
             return self.region_stage.segment(rgb)
         return self.segment_whole(rgb)
 
-    def segment_whole(self, rgb: np.ndarray) -> Segmentation:
-        """One pass of the model on the whole image, whatever ``roi`` says."""
+    def segment_whole(self, rgb: np.ndarray, *, flip: bool | None = None) -> Segmentation:
+        """One pass of the model on the whole image, whatever ``roi`` says (``flip``: as in :meth:`infer`)."""
         model_image, context = self.prepare(rgb)
-        return self.finish(self.infer(model_image), context)
+        return self.finish(self.infer(model_image, flip=flip), context)
 
     def track(self, rgb: np.ndarray) -> Segmentation:
         """:meth:`segment` for consecutive video frames: with ``roi="auto"`` the previous frame's

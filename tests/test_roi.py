@@ -139,11 +139,32 @@ def test_small_head_gains_from_the_stage(bundled, sample):
     # Measured: 0.23 -> 0.75 (the crop's exact size moves it between 0.75 and 0.92).
     assert staged >= 0.7, (single, staged)
     assert staged >= single + 0.3, (single, staged)
-    assert auto.region_stage.last_inferences == 2  # the locating pass and one crop
+    assert auto.region_stage.last_inferences == 3  # the locating pass and one crop, run and mirrored
     box = auto.region_stage.last_boxes[0]
     ys, xs = np.nonzero(target)
     assert box.x <= xs.min() and box.y <= ys.min()
     assert box.x + box.side > xs.max() and box.y + box.side > ys.max()
+
+
+def test_photo_crops_run_mirrored_and_face_filling_photos_do_not(bundled, sample):
+    """crop_flip: a small head's crop runs twice (as is and mirrored, averaged), which changes its
+    mask; a face-filling photo keeps its one pass; without crop_flip the crop runs once."""
+    from hairseg_edge.models import default_model_path
+    from hairseg_edge.roi import RoiConfig
+    from hairseg_edge.runtime import Segmenter
+
+    auto, off = bundled
+    canvas, _ = shrink_onto_canvas(sample, off.segment(sample).mask, 0.4)
+    with Segmenter(default_model_path("int8"), roi="auto", roi_config=RoiConfig(crop_flip=False)) as plain:
+        once = plain.segment(canvas)
+        assert plain.region_stage.last_inferences == 2
+        mirrored = auto.segment(canvas)
+        assert auto.region_stage.last_inferences == 3
+        assert plain.region_stage.last_boxes == auto.region_stage.last_boxes
+        assert np.count_nonzero(once.mask != mirrored.mask) > 0  # the mirrored pass is really averaged in
+        face = np.ascontiguousarray(sample[:256, 128:384])  # the head fills this crop of the photo
+        np.testing.assert_array_equal(plain.segment(face).mask, auto.segment(face).mask)
+        assert auto.region_stage.last_inferences == 1  # face-filling: the first pass only
 
 
 def test_blobs_far_from_the_head_are_removed(bundled, sample):
