@@ -82,7 +82,7 @@ def _print(info: ModelInfo) -> None:
         summary.append(["bundled tier", _tier_text(info.tier)])
     if info.loads:
         summary.append(["region stage", "run/eval --roi auto (default): a first pass on the whole frame finds "
-                        "the head(s), a second segments a full-resolution crop of each; face-filling "
+                        "the head(s), a second segments a full-resolution crop of each (and its mirror image, averaged); face-filling "
                         "photos keep one pass; --roi off for the single pass"])
         summary.append(["face detector", _face_detector_text(info.face_detector)])
     print_table(console, [Column("", numeric=False, key=True, style="bold"), Column("", numeric=False, wrap_at=None)],
