@@ -510,7 +510,8 @@ def install_card(card: dict, models_dir: Path = MODELS) -> None:
 def render_cards(models_dir: Path = MODELS) -> str:
     """MODEL_CARD.md: the card of each tier whose card JSON is in ``models_dir``, fastest tier first,
     then the bundled face detector's section (when its file is there)."""
-    cards = [json.loads(t.card_path(models_dir).read_text()) for t in TIERS.values() if t.card_path(models_dir).is_file()]
+    cards = [json.loads(t.card_path(models_dir).read_text()) for t in TIERS.values()
+             if t.card_path(models_dir).is_file()]
     text = "\n".join(render_card(card) for card in cards)
     detector = models_dir / FACE_DETECTOR_PATH.name
     return text + ("\n" + render_face_detector(detector) if detector.is_file() else "")

@@ -82,8 +82,8 @@ def _print(info: ModelInfo) -> None:
         summary.append(["bundled tier", _tier_text(info.tier)])
     if info.loads:
         summary.append(["region stage", "run/eval --roi auto (default): a first pass on the whole frame finds "
-                        "the head(s), a second segments a full-resolution crop of each (and its mirror image, averaged); face-filling "
-                        "photos keep one pass; --roi off for the single pass"])
+                        "the head(s), a second segments a full-resolution crop of each (and its mirror "
+                        "image, averaged); face-filling photos keep one pass; --roi off for the single pass"])
         summary.append(["face detector", _face_detector_text(info.face_detector)])
     print_table(console, [Column("", numeric=False, key=True, style="bold"), Column("", numeric=False, wrap_at=None)],
                 summary, title=escape(str(info.path)), show_header=False, box=None, pad_edge=False)
