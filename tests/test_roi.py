@@ -298,8 +298,9 @@ def test_bench_roi_needs_end_to_end():
 # --- real data -------------------------------------------------------------------------------------------
 #: On the first 40 recorded validation faces shrunk to 0.4x (benchmarks/results/roi.md has the full run):
 #: the stage must reach this IoU and gain at least GAIN over the single pass; face-filling photos must
-#: not lose more than 0.001 (one tenth of a point).
-SMALL_HEAD_FLOOR, GAIN = 0.80, 0.05
+#: not lose more than 0.001 (one tenth of a point). Measured with mirrored crops: 0.857 vs 0.752 single
+#: pass (0.887 vs 0.888 face-filling); the floors leave 1.7 and 2.5 points for other platforms' rounding.
+SMALL_HEAD_FLOOR, GAIN = 0.84, 0.08
 
 
 def test_regression_on_shrunk_validation_faces(bundled):
