@@ -100,6 +100,10 @@ def check_out_dir(out_dir: Path) -> None:
         raise InputError("cannot write to the output folder (permission denied)", out_dir)
 
 
+#: The temporary name of an output being written (``tempfile.mkstemp(prefix=".STEM.", suffix=".tmpEXT")``).
+STALE_TEMPORARY = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.tmp(\.[^.]+)?$")
+
+
 class OutputFolder:
     """A run's claim on its output folder; use as a context manager, call :meth:`claim` before the
     first output of an input is planned."""
@@ -155,6 +159,16 @@ class OutputFolder:
         with contextlib.suppress(OSError):  # the PID is for the message only (a full disk is fine)
             os.ftruncate(fd, 0)
             os.write(fd, f"{os.getpid()}\n".encode())
+        self._remove_stale_temporaries()
+
+    def _remove_stale_temporaries(self) -> None:
+        """Delete the half-written temporary files (``imageio.atomic_path``'s ``.NAME.XXXXXXXX.tmp.EXT``)
+        a killed run left here. Holding the folder's lock, no other run of this tool is writing to it,
+        so every such file is a leftover: a rerun leaves only finished outputs behind."""
+        for path in self.path.rglob(".*.tmp*"):
+            if STALE_TEMPORARY.match(path.name) and path.is_file() and not path.is_symlink():
+                with contextlib.suppress(OSError):
+                    path.unlink()
 
     def finished(self, path: Path) -> bool:
         """Whether ``path`` is an output this same request wrote before (kept on a rerun)."""

@@ -517,7 +517,8 @@ def test_a_run_killed_midway_is_finished_by_rerunning_it(tmp_path, tiny_tflite):
         time.sleep(0.02)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    done_before = {p.name: p.stat().st_mtime_ns for p in out.glob("*.png")}
+    # Finished outputs only: a hidden .NAME.XXXXXXXX.tmp.png is the write the kill interrupted.
+    done_before = {p.name: p.stat().st_mtime_ns for p in out.glob("*.png") if not p.name.startswith(".")}
     assert 0 < len(done_before) < 180, "the kill came too late to test a resume"
     rerun = subprocess.run(cmd, capture_output=True, text=True, env=cli_env(), timeout=300, check=False)
     assert rerun.returncode == 0, rerun.stderr
@@ -527,6 +528,26 @@ def test_a_run_killed_midway_is_finished_by_rerunning_it(tmp_path, tiny_tflite):
     assert len(visible) == 180
     for path in out.glob("*.png"):
         assert cv2.imread(str(path)) is not None, path
+    # The killed run's half-written temporary file (if the kill fell on a write) is gone too.
+    assert not [p.name for p in out.iterdir() if ".tmp" in p.name]
+
+
+def test_a_run_removes_the_temporaries_a_killed_run_left(tmp_path, tiny_tflite):
+    image = head(tmp_path / "a.png")
+    out = tmp_path / "out"
+    (out / "sub").mkdir(parents=True)
+    stale = [out / ".a_mask.k3x9_q2z.tmp.png", out / "sub" / ".b_overlay.abcdefgh.tmp.jpg"]
+    for path in stale:
+        path.write_bytes(b"\x89PNG half written")
+    mine = [out / ".notes.tmp.txt", out / "draft.tmp.png"]  # a user's files: not this tool's pattern
+    for path in mine:
+        path.write_text("keep")
+    result = subprocess.run([sys.executable, "-m", "hairseg_edge", "run", str(image), "--model",
+                             str(tiny_tflite["float32"]), "--out", str(out), "--adapter", "hairseg"],
+                            capture_output=True, text=True, env=cli_env(), timeout=120, check=False)
+    assert result.returncode == 0, result.stderr
+    assert not any(p.exists() for p in stale)
+    assert all(p.read_text() == "keep" for p in mine)
 
 
 # ==================================================================================================
