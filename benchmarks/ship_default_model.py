@@ -138,17 +138,11 @@ MIN_SAMPLE_AGREEMENT = 0.97
 
 def sample_agreement(int8: Path, float32: Path) -> float:
     """Mask agreement (IoU) of two models on ``synth.agreement_images`` of the sample photo."""
+    from hairseg_edge.evaluate import agreement
     from hairseg_edge.imageio import read_image
-    from hairseg_edge.metrics import AgreementMeter
-    from hairseg_edge.runtime import Segmenter
     from hairseg_edge.synth import agreement_images
 
-    meter = AgreementMeter()
-    with Segmenter(int8) as a, Segmenter(float32) as b:
-        for rgb in agreement_images(read_image(REPO / "examples" / "astronaut.png")):
-            ra, rb = a.segment(rgb), b.segment(rgb)
-            meter.update(ra.mask, rb.mask, ra.probability, rb.probability)
-    return meter.result().iou
+    return agreement(int8, float32, agreement_images(read_image(REPO / "examples" / "astronaut.png"))).iou
 
 
 def package(int8: Path, out: Path) -> None:

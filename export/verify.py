@@ -4,7 +4,8 @@ The float original is converted to a float32 .tflite first (unpruned, as given),
 and every candidate run through the same :class:`~hairseg_edge.runtime.Segmenter` (contract
 letterbox, the runtime's own input quantization) and the same meters of :mod:`hairseg_edge.metrics`
 on the same images. With ground truth, :func:`hairseg_edge.evaluate.evaluate` does the scoring;
-on an images-only folder the two models' masks are compared with the same ``AgreementMeter``.
+on an images-only folder the two models' masks are compared with the same ``AgreementMeter``
+(``hairseg_edge.evaluate.agreement``).
 
 The gate (:func:`judge`): a candidate fails when its IoU is more than ``max_drop`` under the float
 original's, or when its agreement IoU with the float original is under ``min_agreement``. Without
@@ -17,14 +18,13 @@ import contextlib
 import math
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from hairseg_edge.evaluate import evaluate
-from hairseg_edge.metrics import AgreementMeter
+from hairseg_edge.evaluate import agreement, evaluate
 from hairseg_edge.runtime import Segmenter
 
 from .image_sets import ImageSet, load_rgb
@@ -76,16 +76,13 @@ def score(model: str | os.PathLike[str], images: ImageSet, *,
 
 def _agreement_only(model: str | os.PathLike[str], reference: str | os.PathLike[str], images: ImageSet,
                     progress: ImageProgress | None) -> Scores:
-    meter = AgreementMeter()
-    with Segmenter(model, threads=1) as candidate, Segmenter(reference, threads=1) as ref:
+    def rgbs() -> Iterator[np.ndarray]:
         for done, sample in enumerate(images.samples, start=1):
-            rgb = load_rgb(sample)
-            a = candidate.segment(rgb)
-            b = ref.segment(rgb)
-            meter.update(a.mask, b.mask, a.probability, b.probability)
-            if progress is not None:
+            yield load_rgb(sample)
+            if progress is not None:  # resumed once both models have segmented this image
                 progress(done, len(images))
-    result = meter.result()
+
+    result = agreement(model, reference, rgbs(), threads=1)
     return Scores(None, None, result.iou, result.max_prob_diff, result.n)
 
 

@@ -22,7 +22,7 @@ import contextlib
 import os
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -289,6 +289,19 @@ def _open(model: Any, threads: int, adapter: str | None, stack: contextlib.ExitS
     return stack.enter_context(Segmenter(model, threads=threads, adapter=adapter))
 
 
+def agreement(model: Any, reference: Any, images: Iterable[np.ndarray], *, threads: int = 1) -> AgreementMetrics:
+    """How far two models' masks and probabilities agree on the same RGB images (no ground truth):
+    each image through both, the way ``segment`` runs them. ``model``/``reference``: a path or an open
+    Segmenter."""
+    meter = AgreementMeter()
+    with contextlib.ExitStack() as stack:
+        a, b = _open(model, threads, None, stack), _open(reference, threads, None, stack)
+        for rgb in images:
+            ra, rb = a.segment(rgb), b.segment(rgb)
+            meter.update(ra.mask, rb.mask, ra.probability, rb.probability)
+    return meter.result()
+
+
 def evaluate(model: Any, dataset: Dataset | str | os.PathLike[str], *, threads: int = 1,
              adapter: str | None = None, reference: Any = None,
              reference_adapter: str | None = None, max_drop: float = DEFAULT_MAX_DROP,
@@ -337,5 +350,6 @@ def evaluate(model: Any, dataset: Dataset | str | os.PathLike[str], *, threads: 
         )
 
 
-__all__ = ["DEFAULT_MAX_DROP", "SPLITS", "EvalResult", "ModelScore", "SplitChoice", "choose_split", "evaluate",
+__all__ = ["DEFAULT_MAX_DROP", "SPLITS", "EvalResult", "ModelScore", "SplitChoice", "agreement", "choose_split",
+           "evaluate",
            "select_dataset"]

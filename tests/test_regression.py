@@ -20,8 +20,8 @@ import numpy as np
 import pytest
 
 from hairseg_edge import contract
+from hairseg_edge.evaluate import agreement
 from hairseg_edge.imageio import read_image
-from hairseg_edge.metrics import AgreementMeter
 from hairseg_edge.models import MODELS_DIR, TIERS, Tier, bundled_tiers
 from hairseg_edge.runtime import Segmenter
 from hairseg_edge.synth import agreement_images
@@ -62,12 +62,7 @@ def float_tflite(tier, tmp_path_factory) -> Path:
 
 
 def _agreement(a: Path, b: Path, images: list[np.ndarray]) -> float:
-    meter = AgreementMeter()
-    with Segmenter(a) as sa, Segmenter(b) as sb:
-        for rgb in images:
-            ra, rb = sa.segment(rgb), sb.segment(rgb)
-            meter.update(ra.mask, rb.mask, ra.probability, rb.probability)
-    return meter.result().iou
+    return agreement(a, b, images).iou
 
 
 def test_every_tier_ships_with_its_files_and_card():
