@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import re
 import tempfile
 import zlib
 from collections.abc import Iterator
@@ -290,6 +291,11 @@ def _current_umask() -> int:
     mask = os.umask(0o022)  # reading the umask means setting it; put it straight back
     os.umask(mask)
     return mask
+
+
+#: The name :func:`atomic_path` gives a file while it is written (``.STEM.XXXXXXXX.tmpEXT``, mkstemp's
+#: random part): one a killed process left behind is recognised by it (``outputs.OutputFolder``).
+TEMPORARY_NAME = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.tmp(\.[^.]+)?$")
 
 
 @contextlib.contextmanager

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import InputError
-from .imageio import read_note
+from .imageio import TEMPORARY_NAME, read_note
 
 try:
     import fcntl
@@ -100,10 +100,6 @@ def check_out_dir(out_dir: Path) -> None:
         raise InputError("cannot write to the output folder (permission denied)", out_dir)
 
 
-#: The temporary name of an output being written (``tempfile.mkstemp(prefix=".STEM.", suffix=".tmpEXT")``).
-STALE_TEMPORARY = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.tmp(\.[^.]+)?$")
-
-
 class OutputFolder:
     """A run's claim on its output folder; use as a context manager, call :meth:`claim` before the
     first output of an input is planned."""
@@ -166,7 +162,7 @@ class OutputFolder:
         a killed run left here. Holding the folder's lock, no other run of this tool is writing to it,
         so every such file is a leftover: a rerun leaves only finished outputs behind."""
         for path in self.path.rglob(".*.tmp*"):
-            if STALE_TEMPORARY.match(path.name) and path.is_file() and not path.is_symlink():
+            if TEMPORARY_NAME.match(path.name) and path.is_file() and not path.is_symlink():
                 with contextlib.suppress(OSError):
                     path.unlink()
 
