@@ -245,14 +245,13 @@ class RegionStage:
         if not self.config.face_fallback or self._face_detector_error is not None:
             return None
         if self._face_detector is None:
-            from .face_detector import FaceDetector, bundled_path
+            from .face_detector import FaceDetector
 
-            path = bundled_path()
-            if not path.is_file():
-                self._face_detector_error = f"not in this install ({path.name} is missing)"
+            self._face_detector_error = _bundled_detector_missing()
+            if self._face_detector_error is not None:
                 return None
             try:
-                self._face_detector = FaceDetector(path, threads=getattr(self.segmenter, "threads", 1))
+                self._face_detector = FaceDetector(threads=getattr(self.segmenter, "threads", 1))
             except InputError as exc:  # a damaged install: the stage works on, without the fallback
                 self._face_detector_error = str(exc)
                 return None
@@ -265,12 +264,12 @@ class RegionStage:
             return "off"
         if self._face_detector is not None:
             return str(self._face_detector.path)
-        if self._face_detector_error is not None:
-            return f"unavailable: {self._face_detector_error}"
+        problem = self._face_detector_error or _bundled_detector_missing()
+        if problem is not None:
+            return f"unavailable: {problem}"
         from .face_detector import bundled_path
 
-        path = bundled_path()
-        return str(path) if path.is_file() else f"unavailable: not in this install ({path.name} is missing)"
+        return str(bundled_path())
 
     # -- maps ----------------------------------------------------------------------------------
 
@@ -291,8 +290,8 @@ class RegionStage:
             detector = self._faces()
             if detector is not None:
                 self.face_detections += 1
-                faces, _ = detector.faces(rgb)
-                boxes = face_boxes(faces, self.config.face_scale, self.config.face_lift, self.config)
+                found, _ = detector.faces(rgb)
+                boxes = face_boxes(found, self.config.face_scale, self.config.face_lift, self.config)
                 self.last_located_by = "face" if boxes else None
         return boxes
 
@@ -321,8 +320,7 @@ class RegionStage:
         whole = self.segmenter.segment_whole(rgb)
         boxes = self.locate(whole, rgb, faces=faces)
         first = whole
-        if self.last_located_by == "face" and not any(
-                b.side >= self.config.skip_share * max(rgb.shape[:2]) for b in boxes):
+        if self.last_located_by == "face" and not any(self._fills_frame(b, rgb.shape) for b in boxes):
             # As measured (benchmarks/roi_detector.py): face boxes are segmented as found, not re-cut
             # around the crop's hair; only a face-filling box keeps the first pass.
             first = None
@@ -330,6 +328,10 @@ class RegionStage:
         result = self.segment_boxes(rgb, boxes, first, flip=True if mirror else None)
         self.last_inferences += 2 if self.segmenter.flip_tta else 1  # the first pass
         return result
+
+    def _fills_frame(self, box: Box, frame_shape: tuple[int, ...]) -> bool:
+        """A box at least ``skip_share`` of the frame's longer side: the first pass is as good there."""
+        return box.side >= self.config.skip_share * max(frame_shape[:2])
 
     def segment_boxes(self, rgb: np.ndarray, boxes: list[Box], whole: Segmentation | None, *,
                       flip: bool | None = None) -> Segmentation:
@@ -344,7 +346,7 @@ class RegionStage:
         per_crop = 2 if (self.segmenter.flip_tta if flip is None else flip) else 1
         parts: list[tuple[Box, Segmentation | None]] = []
         for box in boxes:
-            if whole is not None and box.side >= self.config.skip_share * max(h, w):
+            if whole is not None and self._fills_frame(box, rgb.shape):
                 parts.append((box, None))  # the first pass is as good here (face-filling)
                 continue
             seg = self.segmenter.segment_whole(crop(rgb, box), flip=flip)
@@ -399,6 +401,14 @@ class RegionStage:
     def reset(self) -> None:
         """Forget the tracked regions (a new video or camera stream)."""
         self._tracker = RegionTracker(self)
+
+
+def _bundled_detector_missing() -> str | None:
+    """Why this install has no bundled face detector (None: it has one)."""
+    from .face_detector import bundled_path
+
+    path = bundled_path()
+    return None if path.is_file() else f"not in this install ({path.name} is missing)"
 
 
 def hair_box(likely: np.ndarray, box: Box, config: RoiConfig) -> Box | None:
