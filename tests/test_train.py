@@ -203,6 +203,29 @@ def test_wide_augmentation_shrinks_a_share_of_the_heads(monkeypatch):
     np.testing.assert_array_equal(a[0], b[0])
 
 
+def test_bands_augmentation_cuts_a_share_of_frames_through_the_head():
+    """--augment bands is wide plus about 30% of the photos cut to a band of whole rows (or columns),
+    45-80% of the side: the image and its mask are cut alike (the same rows of the same photo), and
+    the rest of the augmentation stream is wide's."""
+    from hairseg_edge.synth import render_sample
+    from hairseg_edge.training.pipeline import AUGMENT_PRESETS, _band_crop, augment
+
+    rgb, mask = render_sample(np.random.default_rng(0), 120, 100)
+    shapes = [augment(rgb, mask, np.random.default_rng([4, k]), AUGMENT_PRESETS["bands"], 256)[1].shape
+              for k in range(300)]
+    rows = [h for h, w in shapes if w == 100 and h < 120]
+    cols = [w for h, w in shapes if h == 120 and w < 100]
+    assert len(rows) + len(cols) + shapes.count((120, 100)) == 300
+    assert 0.22 <= (len(rows) + len(cols)) / 300 <= 0.38 and len(rows) > len(cols) > 0
+    assert min(rows) >= round(0.45 * 120) and max(rows) <= round(0.8 * 120)
+    # the crop keeps image and mask together: the mask of the cut photo is the cut of the mask
+    band_img, band_mask = _band_crop(rgb, mask, np.random.default_rng(1), (0.5, 0.5))
+    offsets = [y for y in range(0, 61) if np.array_equal(rgb[y:y + 60], band_img)]
+    assert band_img.shape[:2] == band_mask.shape and len(offsets) == 1
+    np.testing.assert_array_equal(band_mask, mask[offsets[0]:offsets[0] + 60])
+    assert dataclasses.replace(AUGMENT_PRESETS["bands"], band_crop_prob=0.0) == AUGMENT_PRESETS["wide"]
+
+
 def test_light_augmentation_moves_pixels_less_than_full(tiny_data):
     """--augment light keeps masks closer to the unaugmented photo than full (geometry), and light
     photometric changes are smaller; none leaves a training sample as the contract prepares it."""

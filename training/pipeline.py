@@ -38,6 +38,12 @@ class AugmentOptions:
     # stage (hairseg_edge/roi.py) feeds the model when it crops a small head and enlarges it.
     reenlarge_prob: float = 0.0
     reenlarge: tuple[float, float] = (0.25, 0.6)
+    # A share of photos cut to a band of rows (or, a third of the time, of columns) spanning ``band`` of
+    # the side: a landscape webcam frame whose top edge cuts through the hair, or a portrait phone frame
+    # that cuts the sides. Without it a model with a wide receptive field learns "the band above the
+    # eyes is hair" from aligned faces and paints a forehead at the frame's edge as hair.
+    band_crop_prob: float = 0.0
+    band: tuple[float, float] = (0.45, 0.8)
     color_jitter: float = 0.25  # brightness/contrast/saturation strength
     hue_shift_deg: float = 10.0
     gray_prob: float = 0.05
@@ -65,7 +71,9 @@ class AugmentOptions:
 #: (benchmarks/README, "Scale"). ``crops`` is ``light`` plus 30% of the photos shrunk to 0.25-0.6x and
 #: enlarged back (the mask untouched): the crop of a small head that the region stage enlarges carries
 #: that little detail, and today's model loses 3-4 points on it (issue 23: 0.851 / 0.870 on faces /
-#: Figaro photos at 0.4x of their detail). ``none`` is for debugging and for measuring what augmentation is worth.
+#: Figaro photos at 0.4x of their detail). ``bands`` is ``wide`` plus 30% of the photos cut to a band of
+#: rows or columns (45-80% of the side): frames whose edge cuts through the head, which the large tier
+#: painted as hair (issue 28: a forehead at the top edge of a landscape crop). ``none`` is for debugging and for measuring what augmentation is worth.
 _LIGHT = AugmentOptions(scale=(0.85, 1.18), max_rotation_deg=8.0, max_translate=0.06, zoom_crop_prob=0.07,
                         color_jitter=0.12, hue_shift_deg=5.0, gray_prob=0.03, blur_prob=0.08, noise_prob=0.1,
                         jpeg_prob=0.1, raw_resize_prob=0.25)
@@ -74,6 +82,7 @@ AUGMENT_PRESETS: dict[str, AugmentOptions | None] = {
     "light": _LIGHT,
     "wide": replace(_LIGHT, zoom_out_prob=0.3),
     "crops": replace(_LIGHT, reenlarge_prob=0.3),
+    "bands": replace(_LIGHT, zoom_out_prob=0.3, band_crop_prob=0.3),
     "settle": AugmentOptions(scale=(1.0, 1.0), max_rotation_deg=0.0, max_translate=0.0, flip_prob=0.5,
                              zoom_crop_prob=0.0, color_jitter=0.0, hue_shift_deg=0.0, gray_prob=0.0,
                              blur_prob=0.0, noise_prob=0.0, jpeg_prob=0.0, raw_resize_prob=0.25),
@@ -119,6 +128,19 @@ def target_mode(name: str) -> TargetMode:
     return TARGET_MODES[name]
 
 
+def _band_crop(rgb: np.ndarray, mask: np.ndarray, rng: np.random.Generator, band: tuple[float, float]
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """A band of whole rows (2/3 of the time) or whole columns, ``band`` of the side, at a random offset."""
+    h, w = mask.shape
+    rows = rng.random() < 2 / 3
+    side = h if rows else w
+    size = max(1, round(side * rng.uniform(*band)))
+    start = int(rng.integers(0, side - size + 1))
+    if rows:
+        return rgb[start:start + size], mask[start:start + size]
+    return rgb[:, start:start + size], mask[:, start:start + size]
+
+
 def augment(rgb: np.ndarray, mask: np.ndarray, rng: np.random.Generator,
             opts: AugmentOptions = AugmentOptions(), input_size: int | None = None,
             targets: str = DEFAULT_TARGETS) -> tuple[np.ndarray, np.ndarray]:
@@ -149,6 +171,9 @@ def augment(rgb: np.ndarray, mask: np.ndarray, rng: np.random.Generator,
                          borderValue=(contract.PAD_VALUE,) * 3)
     mask = cv2.warpAffine(mask, m, (w, h), flags=cv2.INTER_NEAREST, borderMode=border, borderValue=0)
 
+    if opts.band_crop_prob > 0 and rng.random() < opts.band_crop_prob:  # no draw when off: streams unchanged
+        rgb, mask = _band_crop(rgb, mask, rng, opts.band)
+        h, w = mask.shape
     img = rgb
     if opts.reenlarge_prob > 0 and rng.random() < opts.reenlarge_prob:  # no draw when off: streams unchanged
         factor = rng.uniform(*opts.reenlarge)
