@@ -1,4 +1,4 @@
-"""Tests of the benchmark scripts (arch_study, sweep, train_cost, ship_default_model, scale_robustness,
+"""Tests of the benchmark scripts (arch_study, sweep, train_cost, ship_default_model, scale_robustness, cut_frames,
 resample_cost, threshold, label_noise, loss_targets).
 
 The fast tests check the scripts' own logic (Pareto front, option parsing, the fixed validation id
@@ -380,6 +380,29 @@ def test_scale_robustness_end_to_end_on_synthetic_faces(tmp_path, monkeypatch):
     # results are not overwritten unasked; bad zooms are exit 2
     assert scale.main(["--data", str(data), "--ids", str(ids), "--no-peers"]) == 2
     assert scale.main(["--data", str(data), "--ids", str(ids), "--zooms", "0", "--force"]) == 2
+
+
+def test_cut_frames_cuts_image_and_mask_alike_and_scores_each_band(tmp_path, monkeypatch):
+    from hairseg_edge.synth import make_dataset
+
+    cuts = _load("cut_frames")
+    rgb = np.arange(100 * 80 * 3, dtype=np.uint32).reshape(100, 80, 3).astype(np.uint8)
+    mask = np.zeros((100, 80), bool)
+    mask[:30] = True  # hair at the top: the 40-100% band has none left
+    image, target = cuts.cut(rgb, mask, "rows", 0.4, 1.0)
+    assert image.shape == (60, 80, 3) and np.array_equal(image, rgb[40:]) and not target.any()
+    image, target = cuts.cut(rgb, mask, "columns", 0.25, 0.75)
+    assert image.shape == (100, 40, 3) and np.array_equal(target, mask[:, 20:60])
+    data = make_dataset(tmp_path / "data", n=3, size=[(96, 96)], seed=5)
+    ids = tmp_path / "ids.txt"
+    ids.write_text("\n".join(sorted(p.stem for p in (data / "images").iterdir())) + "\n")
+    monkeypatch.setattr(cuts.C, "RESULTS_DIR", tmp_path / "results")
+    assert cuts.main(["--data", str(data), "--ids", str(ids), "--no-peers"]) == 0
+    scores = json.loads((tmp_path / "results" / "cut_frames.json").read_text())["scores"]["bundled int8"]
+    assert set(scores) == set(cuts.CUTS)
+    assert all(0.0 <= v["iou"] <= 1.0 and 0.0 <= v["false_hair"] <= 1.0 for v in scores.values())
+    assert scores["whole frame"]["iou"] > 0.5  # the bundled model finds the generated hair
+    assert cuts.main(["--data", str(data), "--ids", str(ids), "--no-peers"]) == 2  # not overwritten unasked
 
 
 def test_resample_cost_end_to_end_on_synthetic_faces(tmp_path, monkeypatch):
