@@ -224,6 +224,9 @@ def test_bands_augmentation_cuts_a_share_of_frames_through_the_head():
     assert band_img.shape[:2] == band_mask.shape and len(offsets) == 1
     np.testing.assert_array_equal(band_mask, mask[offsets[0]:offsets[0] + 60])
     assert dataclasses.replace(AUGMENT_PRESETS["bands"], band_crop_prob=0.0) == AUGMENT_PRESETS["wide"]
+    # bands-light: the same band crops over light, without wide's zoom-out
+    assert dataclasses.replace(AUGMENT_PRESETS["bands-light"], band_crop_prob=0.0) == AUGMENT_PRESETS["light"]
+    assert AUGMENT_PRESETS["bands-light"].band_crop_prob == AUGMENT_PRESETS["bands"].band_crop_prob
 
 
 def test_light_augmentation_moves_pixels_less_than_full(tiny_data):

@@ -39,7 +39,7 @@ class TrainOptions:
     mixed_precision: str = "auto"  # auto (on GPU) | on | off
     steps_per_epoch: int | None = None  # cap (smoke runs); default: one pass over the training set
     init_from: str | None = None  # a .keras model of the same arch and width to start from (fine-tuning)
-    augment: str = "full"  # a name in pipeline.AUGMENT_PRESETS: full | light | wide | crops | bands | settle | none
+    augment: str = "full"  # a name in pipeline.AUGMENT_PRESETS: full | light | wide | crops | bands | bands-light | settle | none
     keep: str = "best"  # which epoch model.keras holds: best (mean validation IoU) | last
     average_last: int = 0  # > 0: model.keras is the average of the last N epochs' weights (SWA)
     teacher: str | None = None  # a .keras hair model whose outputs are mixed into the targets
