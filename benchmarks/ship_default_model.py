@@ -405,7 +405,14 @@ def _lineage(run: Path) -> list[dict]:
     # --average-last N: model.keras averages the epochs from the window's start to the last run.
     averaged = ([options["epochs"] - options["average_last"] + 1, kept] if options.get("average_last")
                 else None)
-    return earlier + [{"run": run.name, "command": train_command(options, run.name), "seed": options["seed"],
+    # A run stopped by hand (state.json not finished, no early stop) kept the model of its last epoch:
+    # its command alone would train the whole schedule, so the card says where it stopped.
+    state = json.loads((run / "state.json").read_text()) if (run / "state.json").is_file() else {}
+    stopped = state.get("finished") is False and not state.get("stopped_early")
+    command = train_command(options, run.name) + (
+        f"  # stopped by hand after epoch {len(history)} of {options['epochs']}" if stopped else "")
+    return earlier + [{"run": run.name, "command": command, "seed": options["seed"],
+                       "stopped_by_hand": stopped, "epochs_planned": options["epochs"],
                        "img_size": options["img_size"], "epochs_run": len(history),
                        "kept_epoch": kept, "averaged_epochs": averaged, "keep": options.get("keep", "best"),
                        "data_weights": options.get("data_weights"),
@@ -592,6 +599,11 @@ def arch_summary(arch: str) -> str:
 #: How the card's prose names each --augment preset of a stage (full, the default, goes unsaid).
 AUGMENT_PHRASES = {"full": "", "light": " with light augmentation",
                    "wide": " with light augmentation and 30% of the photos shrunk to 0.35-0.7x (small heads)",
+                   "crops": " with light augmentation and 30% of the photos shrunk to 0.25-0.6x and enlarged back",
+                   "bands": " with light augmentation, 30% of the photos shrunk to 0.35-0.7x and 30% cut to a band "
+                            "of rows or columns (frames that cut through the head)",
+                   "bands-light": " with light augmentation and 30% of the photos cut to a band of rows or columns "
+                                  "(frames that cut through the head)",
                    "settle": " with no augmentation but mirroring",
                    "none": " without augmentation"}
 
@@ -624,7 +636,9 @@ def _stage_text(k: int, st: dict, stages: list[dict], *, named: bool) -> str:
     parent = (st.get("from") or [stages[k - 1]["run"]])[0] if k else None
     start = ("" if parent is None else f" starting from {parent}'s model" if named
              else " starting from the previous run's model")
-    return (f"{then}{label}{st['epochs_run']} epochs at {st['img_size']} px"
+    epochs = (f"{st['epochs_run']} of {st['epochs_planned']} planned epochs (stopped by hand)"
+              if st.get("stopped_by_hand") else f"{st['epochs_run']} epochs")
+    return (f"{then}{label}{epochs} at {st['img_size']} px"
             + (" from random weights" if k == 0 and len(stages) > 1 else "")
             + start
             + AUGMENT_PHRASES.get(st["augment"], f" with {st['augment']} augmentation")

@@ -309,6 +309,17 @@ def test_ship_records_every_training_stage_of_a_fine_tuned_model(tmp_path):
     assert ("--teacher runs/first/model.keras --distill-weight 0.5 --out runs/second"
             in distilled["command"])
 
+    # A run stopped by hand (state.json: not finished, not stopped early) kept its last epoch's model:
+    # its command says where it stopped, since the command alone would train the whole schedule.
+    (second / "state.json").write_text(json.dumps({"finished": False, "stopped_early": False}))
+    stopped = ship.training_stages(second)[1]
+    assert stopped["command"].endswith("--out runs/second  # stopped by hand after epoch 2 of 2")
+    assert "2 of 2 planned epochs (stopped by hand) at 192 px" in ship._stages_text({"stages": [stages[0], stopped]})
+    (second / "state.json").write_text(json.dumps({"finished": False, "stopped_early": True}))  # patience
+    assert "#" not in ship.training_stages(second)[1]["command"]
+    bands = ship._stages_text({"stages": [stages[0], {**averaged, "augment": "bands-light"}]})
+    assert "30% of the photos cut to a band of rows or columns (frames that cut through the head) (seed" in bands
+
     (first / "train_options.json").unlink()  # the parent run is gone: refuse to write a card that lies
     with pytest.raises(SystemExit, match="no run folder"):
         ship.training_stages(second)

@@ -29,10 +29,8 @@ from hairseg_edge.synth import agreement_images
 pytestmark = pytest.mark.train
 
 REPO = Path(__file__).resolve().parents[1]
-#: The tiers this repository ships (a missing file is a failure, not a skip). The large tier is not
-#: shipped yet: its first candidate was rejected (benchmarks/results/large_candidate_s5_rejected.md);
-#: add it here with its files.
-SHIPPED_TIERS = ("default",)
+#: The tiers this repository ships (a missing file is a failure, not a skip).
+SHIPPED_TIERS = ("default", "large")
 SPLITS = REPO / "hairseg_edge" / "splits"
 SAMPLE = REPO / "examples" / "astronaut.png"
 MIN_AGREEMENT = 0.97

@@ -214,7 +214,9 @@ def test_train_and_average_name_a_tier_s_float_model(tmp_path):
     assert bundled_or_path(None) is None and bundled_or_path("runs/x/model.keras") == "runs/x/model.keras"
     if models.bundled_model_path("float").is_file():
         assert bundled_or_path("fast") == bundled_or_path("default") == str(models.bundled_model_path("float"))
-    if not models.bundled_model_path("float", "large").is_file():
+    if models.bundled_model_path("float", "large").is_file():
+        assert bundled_or_path("large") == str(models.bundled_model_path("float", "large"))
+    else:
         _one_line_exit_2(runner.invoke(app, ["average", "default", "large", "--out", str(tmp_path / "soup")]),
                          "'large' is not bundled in this install")
 
