@@ -26,7 +26,7 @@ import shlex
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -98,6 +98,30 @@ def zoom_out(rgb: np.ndarray, mask: np.ndarray, zoom: float, *, border: str = "r
     target[top:top + sh, left:left + sw] = cv2.resize(mask.astype(np.uint8), (sw, sh),
                                                       interpolation=cv2.INTER_NEAREST_EXACT).astype(mask.dtype)
     return canvas, target
+
+
+def score_variants(models: dict[str, Path], data: Path, ids: Path, limit: int,
+                   variants: dict[str, Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]],
+                   ) -> dict[tuple[str, str], Any]:
+    """A ``SegmentationMeter`` per (model, variant): the first ``limit`` of ``ids`` in ``data``, each photo
+    and its boolean mask turned into each variant's (image, target) and segmented whole by every model
+    (``roi="off"``: the model alone; peers through their adapters)."""
+    import contextlib
+
+    from hairseg_edge.data import iter_samples, open_dataset, read_id_list
+    from hairseg_edge.metrics import SegmentationMeter
+    from hairseg_edge.runtime import Segmenter
+
+    ds = open_dataset(data).subset(read_id_list(ids)).limit(limit)
+    meters = {(name, v): SegmentationMeter() for name in models for v in variants}
+    with contextlib.ExitStack() as stack:
+        segmenters = {name: stack.enter_context(Segmenter(path, roi="off")) for name, path in models.items()}
+        for _, rgb, mask in iter_samples(ds):
+            for v, make in variants.items():
+                image, target = make(rgb, mask > 0)
+                for name, seg in segmenters.items():
+                    meters[name, v].update(seg.segment(image).mask, target)
+    return meters
 
 
 # --- places ----------------------------------------------------------------------------------------------

@@ -20,17 +20,13 @@ Results: ``benchmarks/results/cut_frames.{json,md}``.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import sys
 from pathlib import Path
 
 import _common as C  # benchmarks/ is on sys.path when this script runs
 import numpy as np
 
-from hairseg_edge.data import iter_samples, open_dataset, read_id_list
 from hairseg_edge.errors import InputError
-from hairseg_edge.metrics import SegmentationMeter
-from hairseg_edge.runtime import Segmenter
 
 IDS = C.REPO / "hairseg_edge" / "splits" / "celebamask-hq-hair_val.txt"
 #: name -> (axis, start, stop) as fractions of the side: rows 0 (the top) to 1, or columns.
@@ -52,21 +48,11 @@ def cut(rgb: np.ndarray, mask: np.ndarray, axis: str, start: float, stop: float)
 
 
 def measure(models: dict[str, Path], data: Path, ids: Path, limit: int) -> dict[str, dict[str, dict[str, float]]]:
-    ds = open_dataset(data).subset(read_id_list(ids)).limit(limit)
-    meters = {(name, c): SegmentationMeter() for name in models for c in CUTS}
-    false_hair = {(name, c): [0, 0] for name in models for c in CUTS}  # [non-hair marked hair, non-hair]
-    with contextlib.ExitStack() as stack:
-        segmenters = {name: stack.enter_context(Segmenter(path, roi="off")) for name, path in models.items()}
-        for _, rgb, mask in iter_samples(ds):
-            for c, (axis, start, stop) in CUTS.items():
-                image, target = cut(rgb, mask > 0, axis, start, stop)
-                for name, seg in segmenters.items():
-                    pred = seg.segment(image).mask > 0
-                    meters[name, c].update(pred, target)
-                    false_hair[name, c][0] += int((pred & ~target).sum())
-                    false_hair[name, c][1] += int((~target).sum())
+    variants = {c: (lambda rgb, mask, spec=spec: cut(rgb, mask, *spec)) for c, spec in CUTS.items()}
+    meters = C.score_variants(models, data, ids, limit, variants)
+    # false hair: the share of the band's non-hair pixels marked hair (false positives over negatives)
     return {name: {c: {"iou": meters[name, c].result().iou,
-                       "false_hair": false_hair[name, c][0] / max(1, false_hair[name, c][1])}
+                       "false_hair": meters[name, c].fp / max(1, meters[name, c].fp + meters[name, c].tn)}
                    for c in CUTS} for name in models}
 
 

@@ -18,32 +18,21 @@ Results: ``benchmarks/results/scale_robustness.{json,md}``.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import sys
 from pathlib import Path
 
 import _common as C  # benchmarks/ is on sys.path when this script runs
 
-from hairseg_edge.data import iter_samples, open_dataset, read_id_list
 from hairseg_edge.errors import InputError
-from hairseg_edge.metrics import SegmentationMeter
-from hairseg_edge.runtime import Segmenter
 
 IDS = C.REPO / "hairseg_edge" / "splits" / "celebamask-hq-hair_val.txt"
 
 
 def measure(models: dict[str, Path], data: Path, ids: Path, zooms: list[float],
             limit: int) -> dict[str, dict[str, float]]:
-    ds = open_dataset(data).subset(read_id_list(ids)).limit(limit)
-    meters = {(name, z): SegmentationMeter() for name in models for z in zooms}
-    with contextlib.ExitStack() as stack:
-        segmenters = {name: stack.enter_context(Segmenter(path, roi="off")) for name, path in models.items()}
-        for _, rgb, mask in iter_samples(ds):
-            for z in zooms:
-                image, target = C.zoom_out(rgb, mask > 0, z)
-                for name, seg in segmenters.items():
-                    meters[name, z].update(seg.segment(image).mask, target)
-    return {name: {f"{z:g}": meters[name, z].result().iou for z in zooms} for name in models}
+    variants = {f"{z:g}": (lambda rgb, mask, z=z: C.zoom_out(rgb, mask, z)) for z in zooms}
+    meters = C.score_variants(models, data, ids, limit, variants)
+    return {name: {v: meters[name, v].result().iou for v in variants} for name in models}
 
 
 def main(argv: list[str] | None = None) -> int:
